@@ -1,0 +1,80 @@
+"""The root typer app, error handling and output conventions shared by every command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from gradwatch.errors import GradwatchError
+
+__all__ = ["app", "emit_json", "fail", "main", "print_error", "stderr"]
+
+app = typer.Typer(
+    name="gradwatch",
+    help="See, explain and fix vanishing and exploding gradients.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+stderr = Console(stderr=True, highlight=False)
+
+
+def emit_json(document: Any) -> None:
+    """Print one JSON document on stdout and nothing else."""
+    sys.stdout.write(json.dumps(document) + "\n")
+    sys.stdout.flush()
+
+
+def print_error(message: str) -> None:
+    """Print one red line on stderr; the message itself is never read as rich markup."""
+    stderr.print(f"[red]error:[/red] {escape(message)}", markup=True, soft_wrap=True)
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print one red line on stderr and exit with ``code``."""
+    print_error(message)
+    raise typer.Exit(code)
+
+
+def _register() -> None:
+    # Imported here so that `gradwatch --help` stays quick and the import graph stays one-way.
+    from gradwatch.cli import lab
+
+    app.add_typer(lab.app, name="lab")
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the command line; turn every GradwatchError and usage error into one line and exit 2."""
+    try:
+        app(args=argv, prog_name="gradwatch", standalone_mode=False)
+    except GradwatchError as exc:
+        print_error(str(exc))
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print_error("aborted")
+        sys.exit(130)
+    except Exception as exc:
+        # Typer vendors its own click; its usage errors are recognized by click's public API
+        # (format_message, exit_code, ctx) rather than by a private exception class.
+        if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
+            raise
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            sys.stdout.write(exc.format_message() + "\n")
+            sys.exit(0)
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        print_error(f"{exc.format_message()}{hint}")
+        sys.exit(2 if exc.exit_code in (1, 2) else exc.exit_code)
+    sys.exit(0)

@@ -1,0 +1,185 @@
+"""Jacobian singular values and Lyapunov exponents of any recurrent cell.
+
+For a cell h_t = f(h_{t−1}, u_t) the one-step Jacobians J_t = ∂h_t/∂h_{t−1} decide whether
+gradients vanish or explode over time: the T-step Jacobian is J_T ⋯ J_1, and its growth
+rates are the Lyapunov exponents λ_1 ≥ … ≥ λ_n (nats per step), computed here by the
+standard QR method (Benettin et al. 1980; see also Vogt et al. 2022, "On Lyapunov
+exponents for RNNs"): Q_0 = I, J_t Q_{t−1} = Q_t R_t, λ_i = (1/T) Σ_t ln |R_t[i, i]|.
+λ_1 < 0 means gradients vanish geometrically along this trajectory; λ_1 > 0, they explode.
+For a linear cell h ↦ W h the exponents are ln |eig(W)| exactly (in the limit T → ∞).
+
+Cells: ``nn.RNNCell``, ``nn.GRUCell``, ``nn.LSTMCell`` (whose state is (h, c), handled as
+one vector of size 2H) or any callable h ↦ h′. Everything runs on a float64 copy of the
+cell; the caller's module is never modified.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from gradwatch import _checks
+from gradwatch.errors import ConfigError
+
+__all__ = ["CELL_KINDS", "Spectrum", "lyapunov_spectrum", "random_cell"]
+
+_OWNER = "spectrum"
+CELL_KINDS = ("gru", "lstm", "rnn")
+
+Cell = nn.RNNCell | nn.GRUCell | nn.LSTMCell | Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Spectrum:
+    """Growth rates of the Jacobian products of a recurrent cell along one trajectory.
+
+    Attributes:
+        lyapunov: Lyapunov exponents, nats per step, shape (n,), descending.
+        singular_values: singular values of the T-step Jacobian ∂h_T/∂h_0, shape (n,),
+            descending (values below ~1e-16 of the largest are at rounding level).
+        one_step_singular_values: singular values of each J_t, shape (T, n), descending.
+        steps: T.
+        state_size: n (2H for an LSTM cell).
+    """
+
+    lyapunov: np.ndarray
+    singular_values: np.ndarray
+    one_step_singular_values: np.ndarray
+    steps: int
+    state_size: int
+
+    @property
+    def max_lyapunov(self) -> float:
+        """λ_1, the largest exponent."""
+        return float(self.lyapunov[0])
+
+
+def random_cell(kind: str, hidden_size: int, input_size: int = 8, *, seed: int = 0) -> nn.Module:
+    """Build an ``nn.RNNCell`` (tanh), ``nn.GRUCell`` or ``nn.LSTMCell`` with torch's default init.
+
+    The global RNG is forked, so seeding here leaves the caller's random state untouched.
+
+    Raises:
+        ConfigError: unknown ``kind`` or a size < 1.
+    """
+    kind = _checks.choice(kind, "cell", _OWNER, CELL_KINDS)
+    h = _checks.positive_int(hidden_size, "hidden_size", _OWNER)
+    m = _checks.positive_int(input_size, "input_size", _OWNER)
+    classes = {"rnn": nn.RNNCell, "gru": nn.GRUCell, "lstm": nn.LSTMCell}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return classes[kind](m, h)
+
+
+def _state_map(
+    cell: Cell, state_size: int | None
+) -> tuple[Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor], int, int]:
+    """Wrap ``cell`` as s_t = F(s_{t−1}, u_t) over one flat float64 state vector."""
+    if isinstance(cell, nn.LSTMCell):
+        c64 = copy.deepcopy(cell).double().requires_grad_(False)
+        H = c64.hidden_size
+
+        def lstm_step(s: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor:
+            h, c = c64(u, (s[:H], s[H:]))
+            return torch.cat([h, c])
+
+        return lstm_step, 2 * H, c64.input_size
+    if isinstance(cell, (nn.RNNCell, nn.GRUCell)):
+        c64 = copy.deepcopy(cell).double().requires_grad_(False)
+
+        def step(s: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor:
+            return c64(u, s)
+
+        return step, c64.hidden_size, c64.input_size
+    if callable(cell):
+        if state_size is None:
+            raise ConfigError("A callable cell h -> h' needs its state size: pass state_size= or h0=.")
+
+        def call(s: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor:
+            return cell(s)
+
+        return call, state_size, 0
+    raise ConfigError(
+        f"The 'cell' parameter of {_OWNER} must be an nn.RNNCell, nn.GRUCell, nn.LSTMCell or a "
+        f"callable h -> h'. Got {type(cell).__name__} instead."
+    )
+
+
+def lyapunov_spectrum(
+    cell: Cell,
+    *,
+    steps: int = 200,
+    inputs: torch.Tensor | None = None,
+    h0: torch.Tensor | None = None,
+    state_size: int | None = None,
+    burn_in: int = 0,
+) -> Spectrum:
+    """Compute the Lyapunov exponents and Jacobian singular values of a recurrent cell.
+
+    Args:
+        cell: an ``nn.RNNCell``/``nn.GRUCell``/``nn.LSTMCell`` or a callable h ↦ h′.
+        steps: T, the number of steps measured (≥ 1).
+        inputs: u_1..u_{burn_in+T}, shape (burn_in + T, input_size); zeros when None.
+            Ignored for a callable cell.
+        h0: initial state, shape (n,) (for an LSTM cell, h and c concatenated); zeros when None.
+        state_size: n, needed for a callable cell when ``h0`` is None.
+        burn_in: steps run first and not measured, to forget the initial state.
+
+    Returns:
+        A :class:`Spectrum`.
+
+    Raises:
+        ConfigError: a bad cell, size or shape.
+    """
+    T = _checks.positive_int(steps, "steps", _OWNER)
+    burn = _checks.positive_int(burn_in, "burn_in", _OWNER, minimum=0)
+    if h0 is not None and state_size is None:
+        state_size = int(h0.numel())
+    fn, n, m = _state_map(cell, state_size)
+    s = torch.zeros(n, dtype=torch.float64) if h0 is None else h0.detach().to(torch.float64).reshape(-1)
+    if s.numel() != n:
+        raise ConfigError(f"h0 must have {n} entries for this cell. Got {s.numel()}.")
+    if m and inputs is None:
+        u_all = torch.zeros(burn + T, m, dtype=torch.float64)
+    elif m:
+        u_all = inputs.detach().to(torch.float64)
+        if u_all.shape != (burn + T, m):
+            raise ConfigError(
+                f"inputs must have shape ({burn + T}, {m}) = (burn_in + steps, input_size). "
+                f"Got {tuple(u_all.shape)}."
+            )
+    else:
+        u_all = None
+
+    def u_at(t: int) -> torch.Tensor | None:
+        return None if u_all is None else u_all[t]
+
+    with torch.no_grad():
+        for t in range(burn):
+            s = fn(s, u_at(t))
+    q = torch.eye(n, dtype=torch.float64)
+    product = torch.eye(n, dtype=torch.float64)
+    log_r = torch.zeros(n, dtype=torch.float64)
+    one_step = np.empty((T, n))
+    for t in range(burn, burn + T):
+        u = u_at(t)
+        J = torch.func.jacrev(lambda x, u=u: fn(x, u))(s).detach()
+        with torch.no_grad():
+            s = fn(s, u)
+        one_step[t - burn] = torch.linalg.svdvals(J).numpy()
+        q, r = torch.linalg.qr(J @ q)
+        log_r += torch.log(torch.abs(torch.diagonal(r)))
+        product = J @ product
+    lyap = np.sort((log_r / T).numpy())[::-1].copy()
+    return Spectrum(
+        lyapunov=lyap,
+        singular_values=torch.linalg.svdvals(product).numpy(),
+        one_step_singular_values=one_step,
+        steps=T,
+        state_size=n,
+    )
