@@ -22,7 +22,11 @@ def test_error_hierarchy():
 def test_layers_import_one_way():
     # The contract lives in pyproject.toml ([tool.importlinter]); import-linter is a [dev] dependency.
     proc = subprocess.run(
-        [sys.executable, "-c", "import sys; from importlinter.cli import lint_imports; sys.exit(lint_imports())"],
+        [
+            sys.executable,
+            "-c",
+            "import sys; from importlinter.cli import lint_imports; sys.exit(lint_imports())",
+        ],
         capture_output=True,
         text=True,
         check=False,

@@ -188,7 +188,10 @@ def test_json_stdout_is_only_json_in_a_real_process():
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["behaviour"] == "vanishing"
     bad = subprocess.run(
-        [sys.executable, "-m", "gradwatch", "lab", "doya", "--eps", "3"], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "gradwatch", "lab", "doya", "--eps", "3"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0

@@ -35,7 +35,9 @@ def test_rnn_cell_one_step_jacobian_is_the_closed_form():
             h_new = c(u[t], h)
             # tanh cell: ∂h'/∂h = diag(1 − h'²) W_hh
             J = torch.diag(1 - h_new**2) @ c.weight_hh
-            np.testing.assert_allclose(res.one_step_singular_values[t], torch.linalg.svdvals(J).numpy(), rtol=1e-10)
+            np.testing.assert_allclose(
+                res.one_step_singular_values[t], torch.linalg.svdvals(J).numpy(), rtol=1e-10
+            )
             h = h_new
 
 
@@ -72,10 +74,16 @@ def test_random_cell_does_not_touch_the_global_rng():
 @pytest.mark.parametrize(
     ("call", "match"),
     [
-        (lambda: spectrum.random_cell("transformer", 4), r"'cell' parameter of spectrum must be one of 'gru', 'lstm', 'rnn'"),
+        (
+            lambda: spectrum.random_cell("transformer", 4),
+            r"'cell' parameter of spectrum must be one of 'gru', 'lstm', 'rnn'",
+        ),
         (lambda: spectrum.random_cell("gru", 0), r"'hidden_size' .* integer >= 1"),
         (lambda: spectrum.lyapunov_spectrum(lambda h: h, steps=3), "needs its state size"),
-        (lambda: spectrum.lyapunov_spectrum(nn.GRUCell(2, 3), steps=3, inputs=torch.zeros(5, 2)), r"inputs must have shape \(3, 2\)"),
+        (
+            lambda: spectrum.lyapunov_spectrum(nn.GRUCell(2, 3), steps=3, inputs=torch.zeros(5, 2)),
+            r"inputs must have shape \(3, 2\)",
+        ),
         (lambda: spectrum.lyapunov_spectrum(nn.GRUCell(2, 3), steps=0), r"'steps' .* integer >= 1"),
         (lambda: spectrum.lyapunov_spectrum(42, steps=3), "must be an nn.RNNCell"),
     ],
