@@ -19,9 +19,7 @@ def test_folds_are_extrema_of_the_equilibrium_curve():
     b_of_x = lambda x: logit(x) - w * x  # noqa: E731
     # b(x) has a local minimum on (1/2, 1) (lower fold) and a local maximum on (0, 1/2) (upper fold)
     low = minimize_scalar(b_of_x, bounds=(0.5, 0.999), method="bounded", options={"xatol": 1e-12})
-    high = minimize_scalar(
-        lambda x: -b_of_x(x), bounds=(0.001, 0.5), method="bounded", options={"xatol": 1e-12}
-    )
+    high = minimize_scalar(lambda x: -b_of_x(x), bounds=(0.001, 0.5), method="bounded", options={"xatol": 1e-12})
     f_low, f_high = doya.folds(w)
     assert f_low.b < f_high.b
     assert f_low.x == pytest.approx(low.x, abs=1e-6)

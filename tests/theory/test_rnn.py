@@ -125,9 +125,7 @@ def test_note3_closed_form():
     assert res.critical_c == pytest.approx(1 / np.sqrt(1.6))
 
 
-@pytest.mark.parametrize(
-    ("c", "behaviour"), [(0.7, "vanishing"), (1 / np.sqrt(1.6), "neutral"), (0.9, "exploding")]
-)
+@pytest.mark.parametrize(("c", "behaviour"), [(0.7, "vanishing"), (1 / np.sqrt(1.6), "neutral"), (0.9, "exploding")])
 def test_note3_critical_c_separates_behaviours(c, behaviour):
     res = rnn.note3(0.8, c, 200)
     assert res.behaviour == behaviour

@@ -35,9 +35,7 @@ def test_rnn_cell_one_step_jacobian_is_the_closed_form():
             h_new = c(u[t], h)
             # tanh cell: ∂h'/∂h = diag(1 − h'²) W_hh
             J = torch.diag(1 - h_new**2) @ c.weight_hh
-            np.testing.assert_allclose(
-                res.one_step_singular_values[t], torch.linalg.svdvals(J).numpy(), rtol=1e-10
-            )
+            np.testing.assert_allclose(res.one_step_singular_values[t], torch.linalg.svdvals(J).numpy(), rtol=1e-10)
             h = h_new
 
 

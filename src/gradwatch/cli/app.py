@@ -45,9 +45,10 @@ def fail(message: str, code: int = 2) -> None:
 
 def _register() -> None:
     # Imported here so that `gradwatch --help` stays quick and the import graph stays one-way.
-    from gradwatch.cli import lab
+    from gradwatch.cli import lab, show
 
     app.add_typer(lab.app, name="lab")
+    app.command("show")(show.show)
 
 
 _register()

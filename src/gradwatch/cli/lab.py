@@ -135,18 +135,14 @@ def spectrum_cmd(
     steps: Annotated[int, typer.Option(help="Steps T measured (>= 1).")] = 200,
     seed: Annotated[int, typer.Option(help="Seed of the cell's weights and the inputs.")] = 0,
     input_size: Annotated[int, typer.Option("--input-size", help="Input size (>= 1).")] = 8,
-    input_scale: Annotated[
-        float, typer.Option("--input-scale", help="Std of the N(0, s²) inputs (>= 0).")
-    ] = 1.0,
+    input_scale: Annotated[float, typer.Option("--input-scale", help="Std of the N(0, s²) inputs (>= 0).")] = 1.0,
     burn_in: Annotated[int, typer.Option("--burn-in", help="Unmeasured warm-up steps (>= 0).")] = 0,
     as_json: JsonOpt = False,
     plot: PlotOpt = None,
 ) -> None:
     """Lyapunov exponents (QR method) and Jacobian singular values of a recurrent cell."""
     _check_plot_first(plot)
-    _finish(
-        lab_report.lab_spectrum(cell, hidden, steps, seed, input_size, input_scale, burn_in), as_json, plot
-    )
+    _finish(lab_report.lab_spectrum(cell, hidden, steps, seed, input_size, input_scale, burn_in), as_json, plot)
 
 
 @app.command("all")

@@ -148,9 +148,7 @@ def lab_rnn(hidden: int = 32, gamma: float = 0.9, steps: int = 60, seed: int = 0
         ax1.legend(fontsize=8)
         kk = np.arange(len(terms.term_norms))
         ax2.semilogy(kk, _positive(terms.term_norms), "k.-")
-        ax2.axvline(
-            terms.horizon_99 - 0.5, color="C1", ls="--", label=f"99 % horizon = {terms.horizon_99} terms"
-        )
+        ax2.axvline(terms.horizon_99 - 0.5, color="C1", ls="--", label=f"99 % horizon = {terms.horizon_99} terms")
         ax2.set_xlabel("k (term of the gradient sum, steps back)")
         ax2.set_ylabel(r"$\|$term$_k\|$ of $\nabla_\theta L$")
         ax2.set_title(f"Gradient terms decay (sum = autograd, rel. err {rel_err:.1e})")
@@ -187,8 +185,7 @@ def lab_note3(eps: float = 0.8, c: float = 0.5, n: int = 40) -> LabRun:
         ax.set_xlabel("n")
         ax.set_ylabel(r"$\|(W_{rec} D)^n\|$")
         ax.set_title(
-            f"Note 3: ε={res.eps:g}, spectral radius γ={res.spectral_radius:.3f}, "
-            f"critical c*={res.critical_c:.3f}"
+            f"Note 3: ε={res.eps:g}, spectral radius γ={res.spectral_radius:.3f}, critical c*={res.critical_c:.3f}"
         )
         ax.legend(fontsize=8)
         _save(fig, path)
@@ -226,11 +223,7 @@ def lab_doya(
     unstable = [e.x for e in eqs if not e.stable]
     near_x0 = unstable[0] if unstable else None
     far = doya.sensitivity(far_x0, b, w=w, eps=eps, n_steps=steps, delta=delta)
-    near = (
-        doya.sensitivity(near_x0, b, w=w, eps=eps, n_steps=steps, delta=delta)
-        if near_x0 is not None
-        else None
-    )
+    near = doya.sensitivity(near_x0, b, w=w, eps=eps, n_steps=steps, delta=delta) if near_x0 is not None else None
 
     def sens(s: doya.Sensitivity | None) -> dict[str, Any] | None:
         if s is None:
@@ -294,9 +287,7 @@ def lab_doya(
         ax1.legend(fontsize=8, loc="upper left")
         x0s = np.linspace(0.005, 0.995, 397)
         if near_x0 is not None:
-            x0s = np.sort(
-                np.concatenate([x0s, near_x0 + np.array([-1e-3, -1e-4, -1e-5, 0.0, 1e-5, 1e-4, 1e-3])])
-            )
+            x0s = np.sort(np.concatenate([x0s, near_x0 + np.array([-1e-3, -1e-4, -1e-5, 0.0, 1e-5, 1e-4, 1e-3])]))
         _, d_x0, d_b = doya.sensitivity_profile(x0s, b, w=w, eps=eps, n_steps=steps)
         ax2.semilogy(x0s, _positive(np.abs(d_x0)), "C0-", label=r"$|dx(T)/dx(0)|$")
         ax2.semilogy(x0s, _positive(np.abs(d_b)), "C2-", label=r"$|dx(T)/db|$")

@@ -165,9 +165,7 @@ class Bifurcation:
     folds: tuple[Fold, ...]
 
 
-def bifurcation(
-    w: float = 5.0, b_min: float = -3.0, b_max: float = -2.0, n_points: int = 4001
-) -> Bifurcation:
+def bifurcation(w: float = 5.0, b_min: float = -3.0, b_max: float = -2.0, n_points: int = 4001) -> Bifurcation:
     """Trace the bifurcation diagram (equilibria against b) by the curve's parametrization in x.
 
     Raises:
@@ -227,9 +225,7 @@ def simulate(
     T = _checks.positive_int(n_steps, "n_steps", owner)
     if inputs is not None and inputs.shape[0] != T:
         raise out_of_range("inputs", owner, f"a tensor with {T} rows (one per step)", tuple(inputs.shape))
-    x, b_t, w_t = (
-        v if torch.is_tensor(v) else torch.tensor(float(v), dtype=torch.float64) for v in (x0, b, w)
-    )
+    x, b_t, w_t = (v if torch.is_tensor(v) else torch.tensor(float(v), dtype=torch.float64) for v in (x0, b, w))
     traj = [x]
     for t in range(T):
         drive = torch.sigmoid(w_t * x + b_t)

@@ -117,9 +117,7 @@ class SigmoidRNN:
         return float(np.max(np.abs(np.linalg.eigvals(self.w_rec))))
 
 
-def random_sigmoid_rnn(
-    n_hidden: int, spectral_radius: float, *, n_input: int = 1, seed: int = 0
-) -> SigmoidRNN:
+def random_sigmoid_rnn(n_hidden: int, spectral_radius: float, *, n_input: int = 1, seed: int = 0) -> SigmoidRNN:
     """Build a sigmoid RNN whose W_rec has a chosen spectral radius.
 
     W_rec comes from :func:`recurrent_matrix`; W_in ~ N(0, 1/m); b ~ N(0, 0.1²).
@@ -292,9 +290,7 @@ def gradient_terms(
         g = (g @ rnn.w_rec) * _sigmoid_prime(xs[t - 1])
     terms = np.stack(rows)
     norms = np.linalg.norm(terms, axis=1)
-    return GradientTerms(
-        terms=terms, term_norms=norms, gradient=terms.sum(axis=0), horizon_99=_horizon(norms)
-    )
+    return GradientTerms(terms=terms, term_norms=norms, gradient=terms.sum(axis=0), horizon_99=_horizon(norms))
 
 
 def autograd_gradient(
@@ -308,11 +304,7 @@ def autograd_gradient(
     w_rec = torch.tensor(rnn.w_rec, requires_grad=True)
     w_in = torch.tensor(rnn.w_in, requires_grad=True)
     b = torch.tensor(rnn.b, requires_grad=True)
-    x = (
-        torch.zeros(rnn.n_hidden, dtype=torch.float64)
-        if x0 is None
-        else torch.as_tensor(x0, dtype=torch.float64)
-    )
+    x = torch.zeros(rnn.n_hidden, dtype=torch.float64) if x0 is None else torch.as_tensor(x0, dtype=torch.float64)
     for u_t in u:
         x = w_rec @ torch.sigmoid(x) + w_in @ u_t + b
     loss = 0.5 * torch.sum((x - torch.as_tensor(target, dtype=torch.float64)) ** 2)
@@ -413,10 +405,9 @@ def note3(eps: float = 0.8, c: float = 0.5, n_max: int = 40) -> Note3:
         power = power @ m
         norms[i] = np.linalg.norm(power, 2)
     rate = 2.0 * e * cc * cc
+    behaviour = "exploding" if rate > 1.0 else "vanishing"
     if np.isclose(rate, 1.0, rtol=1e-12, atol=0.0):
         behaviour = "neutral"
-    else:
-        behaviour = "exploding" if rate > 1.0 else "vanishing"
     return Note3(
         eps=e,
         c=cc,

@@ -150,8 +150,7 @@ def lyapunov_spectrum(
         u_all = inputs.detach().to(torch.float64)
         if u_all.shape != (burn + T, m):
             raise ConfigError(
-                f"inputs must have shape ({burn + T}, {m}) = (burn_in + steps, input_size). "
-                f"Got {tuple(u_all.shape)}."
+                f"inputs must have shape ({burn + T}, {m}) = (burn_in + steps, input_size). Got {tuple(u_all.shape)}."
             )
     else:
         u_all = None

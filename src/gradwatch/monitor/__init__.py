@@ -1,0 +1,33 @@
+"""The monitor: hooks, statistics, verdict and sinks (torch only).
+
+- :class:`~gradwatch.monitor.monitor.Monitor` — attach to a model, ``step()`` per optimizer step.
+- :func:`~gradwatch.monitor.timeline.time_profile` — ‖∂L/∂u_t‖ for every time step.
+- :func:`~gradwatch.monitor.verdict.verdict` — from statistics to a diagnosis.
+- :mod:`~gradwatch.monitor.sinks` — JSONL, CSV, TensorBoard, W&B.
+"""
+
+from gradwatch.monitor import sinks
+from gradwatch.monitor.history import History, NonFinite, read_jsonl
+from gradwatch.monitor.monitor import GradwatchWarning, Layer, Monitor
+from gradwatch.monitor.nonfinite import NonFiniteError
+from gradwatch.monitor.timeline import TimeProfile, time_profile, track_hidden
+from gradwatch.monitor.verdict import Advice, Evidence, Thresholds, Verdict, verdict
+
+__all__ = [
+    "Advice",
+    "Evidence",
+    "GradwatchWarning",
+    "History",
+    "Layer",
+    "Monitor",
+    "NonFinite",
+    "NonFiniteError",
+    "Thresholds",
+    "TimeProfile",
+    "Verdict",
+    "read_jsonl",
+    "sinks",
+    "time_profile",
+    "track_hidden",
+    "verdict",
+]

@@ -1,0 +1,264 @@
+"""What the monitor recorded, as plain numpy arrays, and the JSON record format.
+
+One *record* is one recorded optimizer step. The JSON form of a record (what the JSONL
+sink writes, one per line, and what ``gradwatch show`` reads back) is::
+
+    {"step": 12, "global_grad_norm": 0.83, "loss": 0.41,
+     "layers": {"fc.0": {"grad_norm": ..., "grad_max": ..., "param_norm": ...,
+                         "update_ratio": ..., "numel": ...}, ...},
+     "activations": {"act.0": {"kind": "saturation", "fraction": 0.74, "std": 0.31}},  # some steps
+     "time_profile": {"input": [...], "hidden": [...]},                                  # some steps
+     "nonfinite": {"step": 12, "module": "fc.3", "tensor": "parameter gradient", ...}}  # once
+    }
+
+Non-finite numbers are written as the strings "nan", "inf" and "-inf" so every line stays
+valid JSON; :func:`from_json_number` reads them back. Layers appear in depth order (the
+order in which the model first ran them), which the verdict relies on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gradwatch.errors import ConfigError
+
+__all__ = [
+    "ActivationHistory",
+    "History",
+    "LayerHistory",
+    "NonFinite",
+    "from_json_number",
+    "read_jsonl",
+    "to_json_number",
+]
+
+LAYER_FIELDS = ("grad_norm", "grad_max", "param_norm", "update_ratio")
+
+
+def to_json_number(x: float | None) -> float | str | None:
+    """Return ``x`` as a JSON-safe value: finite floats stay, NaN/±Inf become strings."""
+    if x is None:
+        return None
+    x = float(x)
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return x
+
+
+def from_json_number(x: Any) -> float:
+    """Read a number written by :func:`to_json_number` (None becomes NaN)."""
+    if x is None:
+        return math.nan
+    if isinstance(x, str):
+        return float(x)  # float() reads "nan", "inf", "-inf"
+    return float(x)
+
+
+@dataclass(frozen=True)
+class NonFinite:
+    """Where the first NaN/Inf appeared.
+
+    Attributes:
+        step: the optimizer step (0-based count of ``Monitor.step`` calls).
+        module: qualified name of the module ("" is the model itself).
+        tensor: "forward output", "gradient w.r.t. output", "gradient w.r.t. input" or
+            "parameter gradient".
+        parameter: the parameter's qualified name, for parameter gradients.
+        value: "nan", "inf" or "nan/inf" — what was found.
+    """
+
+    step: int
+    module: str
+    tensor: str
+    parameter: str | None = None
+    value: str = "nan/inf"
+
+    def to_json(self) -> dict[str, Any]:
+        """The record's ``nonfinite`` object."""
+        return {
+            "step": self.step,
+            "module": self.module,
+            "tensor": self.tensor,
+            "parameter": self.parameter,
+            "value": self.value,
+        }
+
+    def __str__(self) -> str:
+        what = f"{self.tensor} of {self.parameter!r}" if self.parameter else self.tensor
+        return f"first {self.value} at step {self.step} in module {self.module or '(model)'!r}: {what}"
+
+
+@dataclass
+class LayerHistory:
+    """Per-step statistics of one layer (a module that owns parameters), arrays of shape (S,).
+
+    ``update_ratio`` is ‖Δθ‖/‖θ‖ of the optimizer step that consumed the recorded gradient
+    (NaN when no optimizer was given). ``numel`` is the number of monitored parameters.
+    """
+
+    grad_norm: np.ndarray
+    grad_max: np.ndarray
+    param_norm: np.ndarray
+    update_ratio: np.ndarray
+    numel: int
+
+    @property
+    def grad_rms(self) -> np.ndarray:
+        """Root-mean-square gradient entry, ‖g‖/√numel: comparable across layer sizes."""
+        return self.grad_norm / math.sqrt(max(self.numel, 1))
+
+
+@dataclass
+class ActivationHistory:
+    """Activation statistics of one activation module on the steps they were taken.
+
+    Attributes:
+        kind: "saturation" (sigmoid/tanh family: fraction of units whose derivative is
+            below 1 % of its maximum) or "dead" (ReLU family: fraction of units that are
+            ≤ 0 for every sample of the batch) or "none" (only the std is meaningful).
+        steps: the steps measured, shape (A,).
+        fraction: the saturated or dead fraction, shape (A,).
+        std: standard deviation of the output, shape (A,).
+    """
+
+    kind: str
+    steps: np.ndarray
+    fraction: np.ndarray
+    std: np.ndarray
+
+
+@dataclass
+class History:
+    """Everything recorded, in host memory.
+
+    Attributes:
+        steps: recorded steps, shape (S,).
+        global_grad_norm: ‖g‖ over all monitored parameters, shape (S,).
+        loss: the loss passed to ``step`` (NaN when none), shape (S,).
+        layers: layer name → :class:`LayerHistory`, in depth order.
+        activations: module name → :class:`ActivationHistory`.
+        time_profiles: list of (step, ‖∂L/∂u_t‖ array (T,), ‖∂L/∂h_t‖ array or None).
+        nonfinite: the first non-finite value, or None.
+    """
+
+    steps: np.ndarray
+    global_grad_norm: np.ndarray
+    loss: np.ndarray
+    layers: dict[str, LayerHistory]
+    activations: dict[str, ActivationHistory] = field(default_factory=dict)
+    time_profiles: list[tuple[int, np.ndarray, np.ndarray | None]] = field(default_factory=list)
+    nonfinite: NonFinite | None = None
+
+    @property
+    def n_steps(self) -> int:
+        """Number of recorded steps S."""
+        return int(self.steps.shape[0])
+
+    def layer_matrix(self, quantity: str = "grad_norm") -> np.ndarray:
+        """Stack one quantity of every layer: shape (n_layers, S), rows in depth order."""
+        if quantity not in (*LAYER_FIELDS, "grad_rms"):
+            raise ConfigError(
+                f"The 'quantity' parameter of History.layer_matrix must be one of "
+                f"{', '.join(repr(q) for q in (*LAYER_FIELDS, 'grad_rms'))}. Got {quantity!r} instead."
+            )
+        if not self.layers:
+            return np.zeros((0, self.n_steps))
+        return np.stack([getattr(lh, quantity) for lh in self.layers.values()])
+
+    @classmethod
+    def from_records(cls, records: Iterable[Mapping[str, Any]]) -> History:
+        """Rebuild a History from JSON records (as written by the JSONL sink)."""
+        recs = list(records)
+        names: list[str] = []
+        numel: dict[str, int] = {}
+        for r in recs:
+            for name, stats in r.get("layers", {}).items():
+                if name not in numel:
+                    names.append(name)
+                    numel[name] = int(stats.get("numel", 0) or 0)
+        S = len(recs)
+        layer_arrays = {n: {f: np.full(S, np.nan) for f in LAYER_FIELDS} for n in names}
+        steps = np.empty(S, dtype=np.int64)
+        ggn = np.full(S, np.nan)
+        loss = np.full(S, np.nan)
+        acts: dict[str, tuple[str, list[int], list[float], list[float]]] = {}
+        profiles: list[tuple[int, np.ndarray, np.ndarray | None]] = []
+        nonfinite = None
+        for i, r in enumerate(recs):
+            steps[i] = int(r["step"])
+            ggn[i] = from_json_number(r.get("global_grad_norm"))
+            loss[i] = from_json_number(r.get("loss"))
+            for name, stats in r.get("layers", {}).items():
+                for f in LAYER_FIELDS:
+                    layer_arrays[name][f][i] = from_json_number(stats.get(f))
+            for name, a in (r.get("activations") or {}).items():
+                entry = acts.setdefault(name, (a.get("kind", "none"), [], [], []))
+                entry[1].append(int(r["step"]))
+                entry[2].append(from_json_number(a.get("fraction")))
+                entry[3].append(from_json_number(a.get("std")))
+            tp = r.get("time_profile")
+            if tp:
+                hid = tp.get("hidden")
+                profiles.append(
+                    (
+                        int(r["step"]),
+                        np.array([from_json_number(v) for v in tp["input"]]),
+                        None if hid is None else np.array([from_json_number(v) for v in hid]),
+                    )
+                )
+            nf = r.get("nonfinite")
+            if nf and nonfinite is None:
+                nonfinite = NonFinite(
+                    step=int(nf["step"]),
+                    module=str(nf["module"]),
+                    tensor=str(nf["tensor"]),
+                    parameter=nf.get("parameter"),
+                    value=str(nf.get("value", "nan/inf")),
+                )
+        return cls(
+            steps=steps,
+            global_grad_norm=ggn,
+            loss=loss,
+            layers={n: LayerHistory(**layer_arrays[n], numel=numel[n]) for n in names},
+            activations={
+                n: ActivationHistory(kind, np.array(s, dtype=np.int64), np.array(fr), np.array(sd))
+                for n, (kind, s, fr, sd) in acts.items()
+            },
+            time_profiles=profiles,
+            nonfinite=nonfinite,
+        )
+
+
+def read_jsonl(path: str | Path) -> History:
+    """Read a JSONL log written by :class:`gradwatch.sinks.JSONL` into a :class:`History`.
+
+    Raises:
+        ConfigError: the file is missing, empty, or a line is not a gradwatch record.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"Cannot read the log {str(p)!r}: no such file.")
+    records = []
+    with p.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{p}:{lineno} is not valid JSON ({exc.msg}).") from None
+            if not isinstance(rec, dict) or "step" not in rec or "layers" not in rec:
+                raise ConfigError(f"{p}:{lineno} is not a gradwatch record (needs 'step' and 'layers').")
+            records.append(rec)
+    if not records:
+        raise ConfigError(f"The log {str(p)!r} holds no records.")
+    return History.from_records(records)

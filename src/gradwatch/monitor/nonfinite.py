@@ -1,0 +1,111 @@
+"""Locating the first NaN/Inf: forward outputs, gradients w.r.t. outputs and inputs.
+
+The monitor always checks parameter gradients (from the per-parameter max |g| it computes
+anyway). :class:`NonFiniteTracer` adds hooks on every leaf module that check, on the
+device and without a host sync, whether each forward output, each gradient w.r.t. a
+module's output and each gradient w.r.t. a module's input is finite. The flags are kept
+in call order and read at the monitor's next sync, so the earliest offending tensor of the
+earliest step is found: that is where the NaN/Inf came from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence
+from torch.utils.hooks import RemovableHandle
+
+__all__ = ["TENSOR_KINDS", "NonFiniteError", "NonFiniteTracer"]
+
+from gradwatch.errors import GradwatchError
+
+TENSOR_KINDS = ("forward output", "gradient w.r.t. output", "gradient w.r.t. input", "parameter gradient")
+
+
+class NonFiniteError(GradwatchError, FloatingPointError):
+    """Raised by ``Monitor.step`` with ``on_nonfinite="raise"`` when a NaN/Inf is recorded."""
+
+
+def _tensors(x: Any) -> list[torch.Tensor]:
+    if isinstance(x, PackedSequence):
+        return [x.data]
+    if torch.is_tensor(x):
+        return [x]
+    if isinstance(x, (tuple, list)):
+        return [t for item in x for t in _tensors(item)]
+    if isinstance(x, dict):
+        return [t for item in x.values() for t in _tensors(item)]
+    return []
+
+
+def _all_finite(ts: list[torch.Tensor]) -> torch.Tensor:
+    flags = [torch.isfinite(t).all() for t in ts if torch.is_floating_point(t) or torch.is_complex(t)]
+    if not flags:
+        return torch.ones((), dtype=torch.bool)
+    return flags[0] if len(flags) == 1 else torch.stack([f.to(flags[0].device) for f in flags]).all()
+
+
+class NonFiniteTracer:
+    """Hooks that record, in call order, whether tensors flowing through modules are finite.
+
+    Args:
+        modules: (qualified name, module) pairs to watch (the monitor passes leaf modules).
+        current_step: returns the step the current forward/backward belongs to.
+    """
+
+    def __init__(self, modules: list[tuple[str, nn.Module]], current_step: Callable[[], int]) -> None:
+        self._modules = modules
+        self._current_step = current_step
+        self._handles: list[RemovableHandle] = []
+        self.flags: list[tuple[int, int, str, str, torch.Tensor]] = []
+        self._seq = 0
+
+    def _add(self, name: str, kind: str, tensors: list[torch.Tensor]) -> None:
+        if not tensors:
+            return
+        self.flags.append((self._current_step(), self._seq, name, kind, _all_finite(tensors)))
+        self._seq += 1
+
+    def attach(self) -> None:
+        """Register the hooks (idempotent)."""
+        if self._handles:
+            return
+        for name, module in self._modules:
+            self._handles.append(module.register_forward_pre_hook(self._pre_hook(name)))
+            self._handles.append(module.register_forward_hook(self._fwd_hook(name)))
+
+    def detach(self) -> None:
+        """Remove every hook."""
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def _pre_hook(self, name: str) -> Callable[..., None]:
+        def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
+            if not torch.is_grad_enabled():
+                return
+            for t in _tensors(args):
+                if t.requires_grad:
+                    t.register_hook(lambda g, name=name: self._add(name, "gradient w.r.t. input", [g]))
+
+        return hook
+
+    def _fwd_hook(self, name: str) -> Callable[..., None]:
+        def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+            outs = _tensors(output)
+            self._add(name, "forward output", [t.detach() for t in outs])
+            if not torch.is_grad_enabled():
+                return
+            for t in outs:
+                if t.requires_grad:
+                    t.register_hook(lambda g, name=name: self._add(name, "gradient w.r.t. output", [g]))
+
+        return hook
+
+    def take(self) -> list[tuple[int, int, str, str, torch.Tensor]]:
+        """Return and forget the flags recorded so far."""
+        out, self.flags = self.flags, []
+        return out
