@@ -182,7 +182,8 @@ def test_thresholds_are_validated(kwargs, match):
 
 def test_thresholds_are_configurable():
     torch.manual_seed(0)
-    model = nn.Sequential(*[m for _ in range(6) for m in (nn.Linear(16, 16), nn.Sigmoid())], nn.Linear(16, 4))
-    strict = gw.Thresholds(vanishing_ratio=0.999)
+    model = nn.Sequential(*[m for _ in range(2) for m in (nn.Linear(16, 16), nn.Sigmoid())], nn.Linear(16, 4))
     v, h = run(model, classification(0), nn.functional.cross_entropy, steps=3)
+    assert v.status == "healthy"
+    strict = gw.Thresholds(vanishing_ratio=0.999)
     assert gw.verdict(h, strict).status == "vanishing"
