@@ -48,7 +48,7 @@ def manual_stats(model):
 def test_per_layer_statistics_and_update_ratio_match_a_manual_loop(order):
     model = mlp()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    mon = gw.Monitor(model, opt, sync_every=3)
+    mon = gw.Monitor(model, opt, sync_every=3, weights_every=1)
     expected = []
     for x, y in batches(7):
         loss = nn.functional.cross_entropy(model(x), y)
@@ -79,9 +79,9 @@ def test_per_layer_statistics_and_update_ratio_match_a_manual_loop(order):
             assert lh.grad_norm[s] == pytest.approx(ref[name]["grad_norm"], rel=1e-5)
             assert lh.grad_max[s] == pytest.approx(ref[name]["grad_max"], rel=1e-6)
             total += ref[name]["grad_norm"] ** 2
-        if order == "monitor_first":
-            for name, lh in h.layers.items():
-                assert lh.param_norm[s] == pytest.approx(ref[name]["param_norm"], rel=1e-5)
+        for name, lh in h.layers.items():
+            # ‖θ‖ at which the gradient was computed, whichever order the loop uses
+            assert lh.param_norm[s] == pytest.approx(ref[name]["param_norm"], rel=1e-5)
         for name, lh in h.layers.items():
             assert lh.update_ratio[s] == pytest.approx(ref[name]["update_ratio"], rel=1e-4)
         assert h.global_grad_norm[s] == pytest.approx(math.sqrt(total), rel=1e-5)
@@ -109,7 +109,7 @@ def _train(model, data, monitor_kwargs=None, n_steps=None):
     "kwargs",
     [
         {},
-        {"activations_every": 1, "trace_nonfinite": True, "sync_every": 2},
+        {"activations_every": 1, "weights_every": 1, "trace_nonfinite": True, "sync_every": 2},
     ],
 )
 def test_monitoring_does_not_change_training_bitwise(kwargs):
@@ -171,8 +171,8 @@ def test_activation_statistics_match_manual_computation():
         relu_model[0].bias.fill_(-3.0)  # kill most first-layer ReLUs
     x, y = batches(1, batch=64)[0]
     for m, act_name, kind in ((model, "1", "saturation"), (relu_model, "1", "dead")):
+        out = m[1](m[0](x)).detach()  # before the monitor exists: its hooks must not see this call
         mon = gw.Monitor(m, activations_every=1)
-        out = m[1](m[0](x)).detach()
         if kind == "saturation":
             expected = float((out * (1 - out) < 0.0025).float().mean())
         else:
@@ -311,7 +311,7 @@ def test_history_read_back_from_jsonl_equals_live_history(tmp_path):
     path = tmp_path / "run.jsonl"
     model = mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    mon = gw.Monitor(model, opt, log=path, sync_every=4, activations_every=2)
+    mon = gw.Monitor(model, opt, log=path, sync_every=4, activations_every=2, weights_every=1)
     for x, y in batches(9):
         loss = nn.functional.cross_entropy(model(x), y)
         loss.backward()
@@ -341,6 +341,29 @@ def test_sync_every_batches_host_transfers(tmp_path):
         assert n_lines == 5 * ((i + 1) // 5)
     mon.close()
     assert len(path.read_text().splitlines()) == 11
+
+
+def test_weight_statistics_have_their_own_period():
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    mon = gw.Monitor(model, opt, weights_every=3, sync_every=2)
+    for x, y in batches(7):
+        nn.functional.cross_entropy(model(x), y).backward()
+        mon.step()
+        opt.step()
+        opt.zero_grad()
+    h = mon.history
+    measured = np.isfinite(h.layers["0"].update_ratio)
+    assert np.flatnonzero(measured).tolist() == [0, 3, 6]
+    assert np.flatnonzero(np.isfinite(h.layers["0"].param_norm)).tolist() == [0, 3, 6]
+    no_opt = gw.Monitor(mlp(), weights_every=2)
+    for x, y in batches(3):
+        no_opt.model.zero_grad()
+        nn.functional.cross_entropy(no_opt.model(x), y).backward()
+        no_opt.step()
+    pn = no_opt.history.layers["0"].param_norm
+    assert np.isfinite(pn[[0, 2]]).all() and np.isnan(pn[1])
+    assert pn[0] == pytest.approx(float(no_opt.model[0].weight.detach().double().norm().pow(2).add(no_opt.model[0].bias.detach().double().norm().pow(2)).sqrt()), rel=1e-6)
 
 
 def test_every_records_every_nth_step():

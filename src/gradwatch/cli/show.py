@@ -16,7 +16,9 @@ from gradwatch.monitor.plot import plot_history
 
 def show(
     log: Annotated[Path, typer.Argument(help="A JSONL log written by gradwatch.sinks.JSONL.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else.")
+    ] = False,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write the gradient-flow figure to this PNG.")] = None,
 ) -> None:
     """Read a monitor log and print its verdict (status, where, evidence, advice)."""

@@ -69,6 +69,10 @@ _RECTIFIERS = (
 )
 
 
+_SIGMOID_EDGE = (1 - math.sqrt(0.99)) / 2
+_TANH_EDGE = math.sqrt(0.99)
+
+
 class GradwatchWarning(UserWarning):
     """A recoverable problem the monitor noticed (it keeps going)."""
 
@@ -88,7 +92,9 @@ class _Pending:
     step: int
     row: torch.Tensor
     has_loss: bool = False
-    activations: dict[str, torch.Tensor] = field(default_factory=dict)
+    loss: torch.Tensor | None = None
+    weights: torch.Tensor | None = None
+    activations: dict[str, tuple[torch.Tensor, int, int]] = field(default_factory=dict)
     profile: torch.Tensor | None = None
     hidden: torch.Tensor | None = None
 
@@ -105,30 +111,62 @@ def _activation_kind(module: nn.Module) -> str | None:
     return None
 
 
-def _activation_stats(module: nn.Module, kind: str, y: torch.Tensor) -> torch.Tensor:
-    """[saturated-or-dead fraction, std] of an activation output, on its device."""
-    y = y.detach().float()
+def _count_beyond(y: torch.Tensor, center: float, half_width: float, buf: torch.Tensor) -> torch.Tensor:
+    """[#{|y − c| > half_width}, Σ(y − c), Σ(y − c)²], in float arithmetic on a reused buffer.
+
+    Comparison kernels that produce bool masks are several times slower on CPU than
+    in-place float arithmetic, and a persistent buffer avoids fresh allocations. The sums
+    are taken around the centre c, which keeps the variance free of cancellation.
+    """
+    torch.sub(y, center, out=buf)
+    s1, s2 = buf.sum(), torch.linalg.vector_norm(buf) ** 2
+    count = buf.abs_().sub_(half_width).clamp_(min=0).sign_().sum()
+    return torch.stack([count, s1, s2])
+
+
+def _activation_stats(
+    module: nn.Module, kind: str, y: torch.Tensor, buf: torch.Tensor
+) -> tuple[torch.Tensor, int, int]:
+    """Raw sums for one activation output: ([count, Σy, Σy²] on its device, count's denominator, n).
+
+    The fraction (count / denominator) and the std are finished on the host at sync time,
+    so that the device does three reductions and no scalar arithmetic.
+
+    Saturated: the derivative is below 1 % of its maximum. Sigmoid: σ' = y(1 − y) < 1/400
+    ⇔ |y − ½| > ½ − a with a = (1 − √0.99)/2; tanh (and tanh RNN outputs): 1 − y² < 0.01
+    ⇔ |y| > √0.99; softsign: (1 − |y|)² < 0.01 ⇔ |y| > 0.9; hardtanh: at its limits.
+    Dead (ReLU family): the unit's output is ≤ 0 for every sample of the batch.
+    """
+    y = y.detach()
+    n = y.numel()
+    denom = n
     if kind == "saturation":
         if isinstance(module, (nn.Sigmoid, nn.Hardsigmoid)):
-            # σ' = y(1 − y), max 1/4; saturated where below 1 % of that
-            frac = (y * (1 - y) < 0.0025).float().mean()
-        elif isinstance(module, nn.Softsign):
-            frac = ((1 - y.abs()) ** 2 < 0.01).float().mean()
-        elif isinstance(module, nn.Hardtanh):
-            frac = ((y <= module.min_val) | (y >= module.max_val)).float().mean()
-        else:  # tanh and tanh RNNs: 1 − y², max 1
-            frac = (1 - y * y < 0.01).float().mean()
-    elif kind == "dead":
+            return _count_beyond(y, 0.5, 0.5 - _SIGMOID_EDGE, buf).float(), denom, n
+        if isinstance(module, nn.Softsign):
+            return _count_beyond(y, 0.0, 0.9, buf).float(), denom, n
+        if isinstance(module, nn.Hardtanh):
+            mid, half = (module.max_val + module.min_val) / 2, (module.max_val - module.min_val) / 2
+            return _count_beyond(y, mid, half * (1 - 1e-6), buf).float(), denom, n
+        return _count_beyond(y, 0.0, _TANH_EDGE, buf).float(), denom, n
+    if kind == "dead":
         batch_dim = 1 if isinstance(module, nn.RNNBase) and not module.batch_first and y.dim() == 3 else 0
         if y.dim() <= 1:
-            frac = (y <= 0).float().mean()
+            count = (y <= 0).sum()
         else:
-            units = y.movedim(batch_dim, 0).reshape(y.shape[batch_dim], -1)
-            frac = (units <= 0).all(dim=0).float().mean()
+            per_unit_max = y.movedim(batch_dim, 0).reshape(y.shape[batch_dim], -1).amax(dim=0)
+            count = (per_unit_max <= 0).sum()
+            denom = per_unit_max.numel()
     else:
-        frac = torch.full((), math.nan, device=y.device)
-    std = y.std() if y.numel() > 1 else torch.zeros((), device=y.device)
-    return torch.stack([frac, std])
+        count = torch.full((), math.nan, device=y.device)
+    return torch.stack([count.float(), y.sum().float(), torch.linalg.vector_norm(y).float() ** 2]), denom, n
+
+
+def _finish_activation(raw: np.ndarray, denom: int, n: int) -> tuple[float, float]:
+    """(fraction, std) from the raw sums of :func:`_activation_stats` (sums of y − c for any c)."""
+    count, total, sq = (float(v) for v in raw)
+    var = (sq - total * total / n) / (n - 1) if n > 1 else 0.0
+    return count / denom, math.sqrt(max(var, 0.0)) if math.isfinite(var) else math.nan
 
 
 class Monitor:
@@ -148,6 +186,13 @@ class Monitor:
             only matching layers are monitored.
         exclude: glob pattern(s) or regex of layers to leave out.
         module_types: only monitor layers that are instances of these types.
+        grad_max: record max |g| per layer at every recorded step (one more pass over the
+            gradients). When False, the non-finite check reads the L2 norms instead: exact
+            for NaN; an Inf is then indistinguishable from a norm above ~1.8e19 (float32).
+        weights_every: take the parameter norm ‖θ‖ and, with an optimizer, the update/weight
+            ratio ‖Δθ‖/‖θ‖ on recorded steps that are multiples of this (≥ 1); None: off.
+            Each costs full passes over the weights (and, for the update, a copy of them
+            into a persistent buffer), hence its own period.
         activations_every: take activation statistics (saturated/dead fraction, std) of
             activation modules on recorded steps that are multiples of this (≥ 1); None: off.
         time_profile_every: take ‖∂L/∂u_t‖ on recorded steps that are multiples of this;
@@ -179,7 +224,9 @@ class Monitor:
         include: str | Sequence[str] | re.Pattern[str] | None = None,
         exclude: str | Sequence[str] | re.Pattern[str] | None = None,
         module_types: type | tuple[type, ...] | None = None,
+        grad_max: bool = True,
         activations_every: int | None = 10,
+        weights_every: int | None = 10,
         time_profile_every: int | None = None,
         time_dim: int = 1,
         batch_dim: int = 0,
@@ -203,11 +250,15 @@ class Monitor:
         self.activations_every = (
             None if activations_every is None else _checks.positive_int(activations_every, "activations_every", owner)
         )
+        self.weights_every = (
+            None if weights_every is None else _checks.positive_int(weights_every, "weights_every", owner)
+        )
         self.time_profile_every = (
             None
             if time_profile_every is None
             else _checks.positive_int(time_profile_every, "time_profile_every", owner)
         )
+        self.grad_max = bool(grad_max)
         self.on_nonfinite = _checks.choice(on_nonfinite, "on_nonfinite", owner, ON_NONFINITE)
         self.time_dim, self.batch_dim = int(time_dim), int(batch_dim)
         self.thresholds = thresholds or Thresholds()
@@ -223,12 +274,15 @@ class Monitor:
         for i, layer in enumerate(self.layers):
             mod = self._layer_modules[layer.name]
             for pname, p in mod.named_parameters(recurse=False):
-                if p.requires_grad:
+                if p.requires_grad and p.numel() > 0:
                     self._params.append(p)
                     self._param_names.append(f"{layer.name}.{pname}" if layer.name else pname)
                     owner_of.append(i)
         self._device = self._params[0].device
-        self._owner = torch.tensor(owner_of, device=self._device)
+        self._owner_np = np.asarray(owner_of, dtype=np.int64)
+        self._layer_starts = np.searchsorted(self._owner_np, np.arange(len(self.layers)))
+        self._uniform = all(p.device == self._device and p.dtype == self._params[0].dtype for p in self._params)
+        self._zero = torch.zeros((), dtype=self._params[0].dtype, device=self._device)
         self._n_layers = len(self.layers)
         self._depth_order: list[int] | None = None
 
@@ -244,7 +298,8 @@ class Monitor:
         self._first_nonfinite: NonFinite | None = None
         self._handles: list[RemovableHandle] = []
         self._act_handles: list[RemovableHandle] = []
-        self._act_buffer: dict[str, list[torch.Tensor]] = {}
+        self._act_buffer: dict[str, list[tuple[torch.Tensor, int, int]]] = {}
+        self._act_scratch: dict[str, torch.Tensor] = {}
         self._profile_handle: RemovableHandle | None = None
         self._profile_input: torch.Tensor | PackedSequence | None = None
         self._profile_hidden: list[torch.Tensor] | None = None
@@ -260,6 +315,8 @@ class Monitor:
         self._activation_modules = [
             (name, m, kind) for name, m in model.named_modules() if (kind := _activation_kind(m)) is not None
         ]
+        self._activation_kinds = {name: kind for name, _, kind in self._activation_modules}
+        self._snapshot_norms: torch.Tensor | None = None
         if profile_module is not None and profile_module not in modules:
             raise ConfigError(
                 f"The 'profile_module' parameter of Monitor must name a submodule. Got {profile_module!r}; "
@@ -370,7 +427,10 @@ class Monitor:
             if isinstance(y, PackedSequence):
                 y = y.data
             if torch.is_tensor(y) and y.numel() > 0:
-                self._act_buffer.setdefault(name, []).append(_activation_stats(module, kind, y))
+                buf = self._act_scratch.get(name)
+                if buf is None or buf.shape != y.shape or buf.device != y.device:
+                    buf = self._act_scratch[name] = torch.empty(y.shape, dtype=torch.float32, device=y.device)
+                self._act_buffer.setdefault(name, []).append(_activation_stats(module, kind, y, buf))
 
         return hook
 
@@ -406,20 +466,22 @@ class Monitor:
 
     # ------------------------------------------------------------------ optimizer hooks
     def _before_optimizer_step(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        # Snapshot θ only when this optimizer step belongs to a recorded step: either
+        # Snapshot θ only when this optimizer step belongs to a recorded weights step: either
         # step() was already called for it, or (optimizer-first loops) it is about to be.
         if self._optimizer_first is None:
             self._optimizer_first = self._calls == 0
         if self._optimizer_first:
-            if not self._is_due(self._calls, 1):
+            if not self._is_due(self._calls, self.weights_every):
                 return
         elif self._awaiting_update is None:
             return
         with torch.no_grad():
+            live = [p.detach() for p in self._params]
             if self._prev_params is None:
-                self._prev_params = [p.detach().clone() for p in self._params]
+                self._prev_params = [p.clone() for p in live]
             else:
-                torch._foreach_copy_(self._prev_params, [p.detach() for p in self._params])
+                torch._foreach_copy_(self._prev_params, live)  # persistent buffers: no allocation
+            self._snapshot_norms = self._stack(torch._foreach_norm(self._prev_params))
         self._snapshot_taken = True
 
     def _after_optimizer_step(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
@@ -427,20 +489,19 @@ class Monitor:
             return
         self._snapshot_taken = False
         with torch.no_grad():
-            delta = torch._foreach_sub([p.detach() for p in self._params], self._prev_params)
-            d = self._per_layer_sq(torch.stack(torch._foreach_norm(delta)).double())
-            before = self._per_layer_sq(torch.stack(torch._foreach_norm(self._prev_params)).double())
-            ratio = d.sqrt() / before.sqrt()
+            torch._foreach_sub_(self._prev_params, [p.detach() for p in self._params])  # now θ_old − θ_new
+            both = torch.cat([self._snapshot_norms, self._stack(torch._foreach_norm(self._prev_params))])
         if self._awaiting_update is not None:
-            self._updates[self._awaiting_update] = ratio
+            self._updates[self._awaiting_update] = both
             self._awaiting_update = None
         else:
-            self._orphan_update = ratio
+            self._orphan_update = both
 
     # ------------------------------------------------------------------ the hot path
-    def _per_layer_sq(self, norms: torch.Tensor) -> torch.Tensor:
-        sq = (norms * norms).to(self._device)
-        return torch.zeros(self._n_layers, dtype=sq.dtype, device=self._device).index_add_(0, self._owner, sq)
+    def _stack(self, scalars: Sequence[torch.Tensor]) -> torch.Tensor:
+        if self._uniform:
+            return torch.stack(list(scalars))
+        return torch.stack([t.to(self._device, torch.float32) for t in scalars])
 
     def step(self, loss: torch.Tensor | float | None = None) -> None:
         """Record the current gradients (call after ``backward()``, before or after ``optimizer.step()``).
@@ -458,16 +519,11 @@ class Monitor:
         if self._first_calls and self._depth_order is None:
             self._fix_depth_order()
         if s % self.every != 0:
-            self._calls += 1
-            self._orphan_update = None
-            self._disarm()
-            self._arm(self._calls)
+            self._advance()
             return
         grads = [p.grad for p in self._params]
         if all(g is None for g in grads):
-            self._calls += 1
-            self._disarm()
-            self._arm(self._calls)
+            self._advance()
             warnings.warn(
                 "Monitor.step() found no gradient on any monitored parameter: call loss.backward() "
                 "before mon.step() (nothing was recorded for this step).",
@@ -475,56 +531,62 @@ class Monitor:
                 stacklevel=2,
             )
             return
-        row = self._grad_row(grads, loss)
-        pending = _Pending(step=s, row=row, has_loss=loss is not None)
-        for name, stats in self._act_buffer.items():
-            pending.activations[name] = torch.stack(stats).mean(dim=0) if len(stats) > 1 else stats[0]
+        pending = _Pending(step=s, row=self._grad_row(grads), has_loss=loss is not None)
+        if loss is not None:
+            pending.loss = loss.detach().reshape(-1)[:1] if torch.is_tensor(loss) else torch.tensor([float(loss)])
+        for name, calls in self._act_buffer.items():
+            # several forwards in one step (accumulation): pool the raw sums
+            raw = calls[0][0] if len(calls) == 1 else torch.stack([c[0] for c in calls]).sum(dim=0)
+            pending.activations[name] = (raw, sum(c[1] for c in calls), sum(c[2] for c in calls))
         self._act_buffer.clear()
         if self._profile_input is not None:
             self._take_profile(pending)
+        weights_due = self._is_due(s, self.weights_every)
+        if weights_due and self.optimizer is None:
+            with torch.no_grad():
+                pending.weights = self._stack(torch._foreach_norm([p.detach() for p in self._params]))
         self._pending.append(pending)
-        if self.optimizer is not None:
+        if weights_due and self.optimizer is not None:
             if self._orphan_update is not None:
                 self._updates[s] = self._orphan_update
                 self._orphan_update = None
             else:
                 self._awaiting_update = s
-        self._calls += 1
-        self._disarm()
-        self._arm(self._calls)
+        self._advance()
         if self.on_nonfinite != "record":
             self._check_now(pending)
         if len(self._pending) >= self.sync_every:
             self._sync()
 
-    def _grad_row(self, grads: list[torch.Tensor | None], loss: torch.Tensor | float | None) -> torch.Tensor:
-        """[global ‖g‖, loss, per-layer ‖g‖ (L), max|g| (L), ‖θ‖ (L), per-parameter max|g| (P)], float64."""
+    def _advance(self) -> None:
+        self._calls += 1
+        self._orphan_update = None if self._optimizer_first is False else self._orphan_update
+        self._disarm()
+        self._arm(self._calls)
+
+    def _grad_row(self, grads: list[torch.Tensor | None]) -> torch.Tensor:
+        """Per parameter: [‖g‖₂ (P), max |g| (P)] (or just ‖g‖₂) in one small device tensor.
+
+        ``torch._foreach_norm`` reads every gradient once for the L2 norms. For max |g|, CUDA
+        has a fused ord=inf foreach kernel; on CPU that path allocates |g| and is ~30× slower
+        than ``amax``/``amin``, so there max |g| = max(max g, −min g). Grouping into layers
+        and the global norm happen on the host at sync time.
+        """
         with torch.no_grad():
-            present = [i for i, g in enumerate(grads) if g is not None]
-            gs = [grads[i] for i in present]
-            l2 = torch.zeros(len(self._params), dtype=torch.float64, device=self._device)
-            mx = torch.zeros(len(self._params), dtype=torch.float64, device=self._device)
-            # One fused reduction per norm kind across all parameters (no per-parameter sync).
-            l2_p = torch.stack([t.to(self._device) for t in torch._foreach_norm(gs)]).double()
-            mx_p = torch.stack([t.to(self._device) for t in torch._foreach_norm(gs, ord=math.inf)]).double()
-            if len(present) == len(self._params):
-                l2, mx = l2_p, mx_p
+            if any(g is None for g in grads):
+                zero = self._zero
+                grads = [zero if g is None else g for g in grads]
+            l2 = self._stack(torch._foreach_norm(grads))
+            if not self.grad_max:
+                return l2
+            if self._device.type == "cuda" and self._uniform:
+                top = self._stack(torch._foreach_norm(grads, ord=math.inf))
             else:
-                idx = torch.tensor(present, device=self._device)
-                l2 = l2.index_copy(0, idx, l2_p)
-                mx = mx.index_copy(0, idx, mx_p)
-            pn = torch.stack([t.to(self._device) for t in torch._foreach_norm(self._params)]).double()
-            layer_sq = self._per_layer_sq(l2)
-            layer_max = torch.full((self._n_layers,), -math.inf, dtype=torch.float64, device=self._device)
-            layer_max = layer_max.scatter_reduce(0, self._owner, mx, "amax", include_self=False)
-            global_norm = layer_sq.sum().sqrt().reshape(1)
-            if loss is None:
-                loss_t = torch.full((1,), math.nan, dtype=torch.float64, device=self._device)
-            elif torch.is_tensor(loss):
-                loss_t = loss.detach().reshape(-1)[:1].to(self._device, torch.float64)
-            else:
-                loss_t = torch.tensor([float(loss)], dtype=torch.float64, device=self._device)
-            return torch.cat([global_norm, loss_t, layer_sq.sqrt(), layer_max, self._per_layer_sq(pn).sqrt(), mx])
+                hi = self._stack([torch.amax(g) for g in grads])
+                lo = self._stack([torch.amin(g) for g in grads])
+                # NaN must win, as it does in max |g|: torch.maximum propagates NaN.
+                top = torch.maximum(hi, lo.neg())
+            return torch.cat([l2, top])
 
     def _take_profile(self, pending: _Pending) -> None:
         x = self._profile_input
@@ -539,21 +601,21 @@ class Monitor:
             else g
         )
         with torch.no_grad():
-            pending.profile = timeline.input_profile(grad, time_dim=self.time_dim, batch_dim=self.batch_dim).double()
+            pending.profile = timeline.input_profile(grad, time_dim=self.time_dim, batch_dim=self.batch_dim)
             states = self._profile_hidden or []
             norms = [h.grad.double().norm() if h.grad is not None else torch.zeros((), device=h.device) for h in states]
             if norms:
-                pending.hidden = torch.stack([n.to(self._device) for n in norms]).double()
+                pending.hidden = torch.stack([n.to(self._device, torch.float64) for n in norms])
         # Retained gradients would otherwise keep the inputs' graph alive until the next step.
         if data.is_leaf:
             data.grad = None
         self._profile_hidden = None
 
     def _check_now(self, pending: _Pending) -> None:
-        finite = torch.isfinite(pending.row[2:]).all()
+        finite = torch.isfinite(pending.row).all()
         if self._tracer is not None:
-            for *_, flag in self._tracer.flags:
-                finite = finite & flag.to(finite.device)
+            for *_, span in self._tracer.flags:
+                finite = finite & torch.isfinite(span.to(finite.device))
         if bool(finite):  # one boolean sync per step: the price of "warn" and "raise"
             return
         self._sync()
@@ -583,83 +645,101 @@ class Monitor:
         parts: list[torch.Tensor] = []
         for p in pending:
             parts.append(p.row)
-            parts += list(p.activations.values())
-            if p.profile is not None:
-                parts.append(p.profile)
-            if p.hidden is not None:
-                parts.append(p.hidden)
+            parts += [t for t in (p.loss, p.weights, p.profile, p.hidden) if t is not None]
+            parts += [raw for raw, _, _ in p.activations.values()]
         upd_steps = list(updates)
         parts += [updates[s] for s in upd_steps]
-        parts += [f[4].reshape(1).to(self._device, torch.float64) for f in flags]
+        parts += [f[4].reshape(1) for f in flags]
         if not parts:
             return
-        flat = torch.cat([t.reshape(-1).to(self._device, torch.float64) for t in parts]).cpu().tolist()
+        flat = torch.cat([t.reshape(-1).to(self._device, torch.float64) for t in parts]).cpu().numpy()
         pos = 0
 
-        def take(n: int) -> list[float]:
+        def take(n: int) -> np.ndarray:
             nonlocal pos
             out = flat[pos : pos + n]
             pos += n
             return out
 
-        L, P = self._n_layers, len(self._params)
+        P = len(self._params)
         new_records = []
         for p in pending:
-            row = take(2 + 3 * L + P)
-            rec = self._record(p.step, row, p.has_loss)
-            if p.activations:
-                rec["activations"] = {}
-                for name in p.activations:
-                    frac, std = take(2)
-                    kind = next(k for n, _, k in self._activation_modules if n == name)
-                    rec["activations"][name] = {
-                        "kind": kind,
-                        "fraction": to_json_number(frac),
-                        "std": to_json_number(std),
-                    }
-            if p.profile is not None:
-                prof = take(p.profile.numel())
-                hid = take(p.hidden.numel()) if p.hidden is not None else None
+            row = take(2 * P if self.grad_max else P)
+            loss = float(take(1)[0]) if p.loss is not None else None
+            weights = take(P) if p.weights is not None else None
+            prof = take(p.profile.numel()) if p.profile is not None else None
+            hid = take(p.hidden.numel()) if p.hidden is not None else None
+            rec = self._record(p.step, row, loss, weights)
+            if prof is not None:
                 rec["time_profile"] = {
                     "input": [to_json_number(v) for v in prof],
                     "hidden": None if hid is None else [to_json_number(v) for v in hid],
                 }
+            if p.activations:
+                rec["activations"] = {}
+                for name, (_, denom, n) in p.activations.items():
+                    frac, std = _finish_activation(take(3), denom, n)
+                    rec["activations"][name] = {
+                        "kind": self._activation_kinds[name],
+                        "fraction": to_json_number(frac),
+                        "std": to_json_number(std),
+                    }
             new_records.append(rec)
         # An update belongs to the newest records: those synced before their optimizer step ran.
         by_step = {r["step"]: r for r in self._records[-(len(upd_steps) + 1) :]}
         by_step.update({r["step"]: r for r in new_records})
         for s in upd_steps:
-            vals = take(L)
+            both = take(2 * P)
             rec = by_step.get(s)
-            if rec is None:
-                continue
-            for i in self._depth_order:
-                rec["layers"][self.layers[i].name]["update_ratio"] = to_json_number(vals[i])
+            if rec is not None:
+                self._fill_weights(rec, both[:P], both[P:])
         flag_vals = take(len(flags))
         self._records.extend(new_records)
         self._locate_nonfinite(new_records, flags, flag_vals)
         self._write_sinks(final=False)
 
-    def _record(self, step: int, row: list[float], has_loss: bool) -> dict[str, Any]:
-        L = self._n_layers
-        gn, lmax, pn = row[2 : 2 + L], row[2 + L : 2 + 2 * L], row[2 + 2 * L : 2 + 3 * L]
+    def _per_layer(self, per_param_sq: np.ndarray) -> np.ndarray:
+        return np.sqrt(np.bincount(self._owner_np, weights=per_param_sq, minlength=self._n_layers))
+
+    def _fill_weights(self, rec: dict[str, Any], param_norms: np.ndarray, delta_norms: np.ndarray | None) -> None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pn = self._per_layer(param_norms**2)
+            ratio = self._per_layer(delta_norms**2) / pn if delta_norms is not None else None
+        for i, layer in enumerate(self.layers):
+            stats = rec["layers"][layer.name]
+            stats["param_norm"] = to_json_number(pn[i])
+            if ratio is not None:
+                stats["update_ratio"] = to_json_number(ratio[i])
+
+    def _record(self, step: int, row: np.ndarray, loss: float | None, weights: np.ndarray | None) -> dict[str, Any]:
+        P = len(self._params)
+        l2 = row[:P]
+        with np.errstate(invalid="ignore", over="ignore"):
+            layer_norm = self._per_layer(l2 * l2)
+            if self.grad_max:
+                pmax = row[P:]
+                layer_max = np.maximum.reduceat(pmax, self._layer_starts)  # NaN propagates
+            else:
+                pmax, layer_max = l2, np.full(self._n_layers, np.nan)
         layers = {}
-        for i in self._depth_order or range(L):
+        for i in self._depth_order or range(self._n_layers):
             layer = self.layers[i]
             layers[layer.name] = {
-                "grad_norm": to_json_number(gn[i]),
-                "grad_max": to_json_number(lmax[i]),
-                "param_norm": to_json_number(pn[i]),
+                "grad_norm": to_json_number(layer_norm[i]),
+                "grad_max": to_json_number(layer_max[i]) if self.grad_max else None,
+                "param_norm": None,
                 "update_ratio": None,
                 "numel": layer.numel,
             }
         rec: dict[str, Any] = {
             "step": step,
-            "global_grad_norm": to_json_number(row[0]),
-            "loss": to_json_number(row[1]) if has_loss else None,
+            "global_grad_norm": to_json_number(math.sqrt(float(np.sum(l2 * l2)))),
+            "loss": to_json_number(loss) if loss is not None else None,
             "layers": layers,
         }
-        rec["_param_max"] = row[2 + 3 * L :]
+        if weights is not None:
+            self._fill_weights(rec, weights, None)
+        rec["_param_max"] = pmax
         return rec
 
     def _locate_nonfinite(
@@ -670,22 +750,18 @@ class Monitor:
     ) -> None:
         candidates: list[tuple[int, float, NonFinite]] = []
         for (step, seq, name, kind, _), ok in zip(flags, values, strict=True):
-            if ok == 0.0:
+            if not math.isfinite(ok):
                 candidates.append((step, seq, NonFinite(step, name, kind)))
         for rec in records:
             pmax = rec.pop("_param_max")
-            for j, v in enumerate(pmax):
-                if not math.isfinite(v):
-                    layer = self.layers[int(self._owner[j])].name
-                    value = "nan" if math.isnan(v) else "inf"
-                    candidates.append(
-                        (
-                            rec["step"],
-                            math.inf,
-                            NonFinite(rec["step"], layer, "parameter gradient", self._param_names[j], value),
-                        )
-                    )
-                    break
+            bad = np.flatnonzero(~np.isfinite(pmax))
+            if bad.size:
+                j = int(bad[0])
+                value = "nan" if math.isnan(pmax[j]) else "inf"
+                layer = self.layers[int(self._owner_np[j])].name
+                nf = NonFinite(rec["step"], layer, "parameter gradient", self._param_names[j], value)
+                # parameter gradients come after every forward/backward flag of their step
+                candidates.append((rec["step"], math.inf, nf))
         if candidates and self._first_nonfinite is None:
             nf = min(candidates, key=lambda c: (c[0], c[1]))[2]
             self._first_nonfinite = nf
