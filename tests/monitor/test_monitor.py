@@ -26,7 +26,9 @@ def mlp(depth=4, width=16, act=nn.Sigmoid, seed=0, in_dim=8, out_dim=3):
 
 def batches(n, seed=0, in_dim=8, out_dim=3, batch=32):
     g = torch.Generator().manual_seed(seed)
-    return [(torch.randn(batch, in_dim, generator=g), torch.randint(0, out_dim, (batch,), generator=g)) for _ in range(n)]
+    return [
+        (torch.randn(batch, in_dim, generator=g), torch.randint(0, out_dim, (batch,), generator=g)) for _ in range(n)
+    ]
 
 
 def manual_stats(model):
@@ -54,7 +56,9 @@ def test_per_layer_statistics_and_update_ratio_match_a_manual_loop(order):
         loss = nn.functional.cross_entropy(model(x), y)
         loss.backward()
         ref = manual_stats(model)
-        before = {n: [p.detach().double().clone() for p in m.parameters(recurse=False)] for n, m in model.named_modules()}
+        before = {
+            n: [p.detach().double().clone() for p in m.parameters(recurse=False)] for n, m in model.named_modules()
+        }
         if order == "monitor_first":
             mon.step(loss)
             opt.step()
@@ -63,7 +67,12 @@ def test_per_layer_statistics_and_update_ratio_match_a_manual_loop(order):
             mon.step(loss)
         for n, m in model.named_modules():
             if n in ref:
-                d = math.sqrt(sum(float((p.detach().double() - b).pow(2).sum()) for p, b in zip(m.parameters(recurse=False), before[n], strict=True)))
+                d = math.sqrt(
+                    sum(
+                        float((p.detach().double() - b).pow(2).sum())
+                        for p, b in zip(m.parameters(recurse=False), before[n], strict=True)
+                    )
+                )
                 w = math.sqrt(sum(float(b.pow(2).sum()) for b in before[n]))
                 ref[n]["update_ratio"] = d / w
         ref["__loss"] = float(loss.detach())
@@ -363,7 +372,18 @@ def test_weight_statistics_have_their_own_period():
         no_opt.step()
     pn = no_opt.history.layers["0"].param_norm
     assert np.isfinite(pn[[0, 2]]).all() and np.isnan(pn[1])
-    assert pn[0] == pytest.approx(float(no_opt.model[0].weight.detach().double().norm().pow(2).add(no_opt.model[0].bias.detach().double().norm().pow(2)).sqrt()), rel=1e-6)
+    assert pn[0] == pytest.approx(
+        float(
+            no_opt.model[0]
+            .weight.detach()
+            .double()
+            .norm()
+            .pow(2)
+            .add(no_opt.model[0].bias.detach().double().norm().pow(2))
+            .sqrt()
+        ),
+        rel=1e-6,
+    )
 
 
 def test_every_records_every_nth_step():
@@ -447,7 +467,10 @@ def test_filters_select_layers():
 @pytest.mark.parametrize(
     ("make", "match"),
     [
-        (lambda: gw.Monitor(mlp(), include="encoder.*"), r"No layer matches include='encoder\.\*'.*Layers with trainable parameters: '0', '2'"),
+        (
+            lambda: gw.Monitor(mlp(), include="encoder.*"),
+            r"No layer matches include='encoder\.\*'.*Layers with trainable parameters: '0', '2'",
+        ),
         (lambda: gw.Monitor(nn.Sequential(nn.ReLU())), "no parameters that require grad"),
         (lambda: gw.Monitor(mlp().requires_grad_(False)), "no parameters that require grad"),
         (lambda: gw.Monitor(mlp(), every=0), r"'every' parameter of Monitor must be an integer >= 1"),
@@ -515,3 +538,58 @@ def test_plot_writes_png(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         mon.close()
+
+
+def test_without_grad_max_the_l2_norms_still_catch_nan():
+    model = planted_nan_model(at=1)
+    mon = gw.Monitor(model, grad_max=False)
+    for x, y in batches(2):
+        nn.functional.cross_entropy(model(x), y).backward()
+        mon.step()
+        model.zero_grad()
+    h = mon.history
+    assert np.isnan(h.layers["0"].grad_max).all()  # not measured
+    ref_model = planted_nan_model(at=99)
+    x, y = batches(1)[0]
+    nn.functional.cross_entropy(ref_model(x), y).backward()
+    assert h.layers["0"].grad_norm[0] == pytest.approx(
+        float(
+            ref_model[0].weight.grad.double().norm().pow(2).add(ref_model[0].bias.grad.double().norm().pow(2)).sqrt()
+        ),
+        rel=1e-5,
+    )
+    nf = mon.first_nonfinite
+    assert (nf.step, nf.tensor, nf.value) == (1, "parameter gradient", "nan")
+
+
+def test_several_forwards_in_one_step_pool_their_activation_statistics():
+    model = mlp(depth=1, width=32)
+    mon = gw.Monitor(model, activations_every=1)
+    xa, ya = batches(1, seed=1)[0]
+    xb, yb = batches(1, seed=2)[0]
+    with torch.no_grad():
+        both = model[1](model[0](torch.cat([xa, xb])))
+    (nn.functional.cross_entropy(model(xa), ya) + nn.functional.cross_entropy(model(xb), yb)).backward()
+    mon.step()
+    a = mon.history.activations["1"]
+    assert a.std[0] == pytest.approx(float(both.double().std()), rel=1e-5)
+    assert a.fraction[0] == pytest.approx(float((both * (1 - both) < 0.0025).double().mean()), abs=1e-9)
+
+
+def test_eval_forwards_under_no_grad_are_not_recorded():
+    model = mlp(depth=1, width=32)
+    mon = gw.Monitor(model, activations_every=1)
+    x, y = batches(1)[0]
+    with torch.no_grad():
+        model(torch.full_like(x, 100.0))  # would be fully saturated
+    nn.functional.cross_entropy(model(x), y).backward()
+    mon.step()
+    assert mon.history.activations["1"].fraction[0] < 0.5
+
+
+def test_time_profile_plot(tmp_path):
+    from matplotlib.image import imread
+
+    prof = gw.time_profile(SeqModel(), torch.randn(2, 12, 3), lambda o: o.sum())
+    img = imread(prof.plot(tmp_path / "t.png"))
+    assert img[..., :3].std() > 0.05

@@ -134,11 +134,20 @@ def test_sigmoid_rnn_profile_matches_the_theory_lab_and_decays_geometrically():
 @pytest.mark.parametrize(
     ("call", "match"),
     [
-        (lambda: gw.time_profile(nn.Embedding(5, 2), torch.zeros(2, 3, dtype=torch.long), lambda o: o.sum()), "floating-point"),
+        (
+            lambda: gw.time_profile(nn.Embedding(5, 2), torch.zeros(2, 3, dtype=torch.long), lambda o: o.sum()),
+            "floating-point",
+        ),
         (lambda: gw.time_profile(lambda x: x * 2, torch.ones(2, 3, 1), lambda o: o), "scalar"),
-        (lambda: gw.time_profile(lambda x: torch.ones(1, requires_grad=True), torch.ones(2, 3), lambda o: o.sum()), "does not depend"),
+        (
+            lambda: gw.time_profile(lambda x: torch.ones(1, requires_grad=True), torch.ones(2, 3), lambda o: o.sum()),
+            "does not depend",
+        ),
         (lambda: gw.time_profile(lambda x: x, [1, 2], lambda o: o.sum()), "tensor or a PackedSequence"),
-        (lambda: gw.time_profile(lambda x: x, torch.ones(2, 3), lambda o: o.sum(), time_dim=0, batch_dim=0), "must differ"),
+        (
+            lambda: gw.time_profile(lambda x: x, torch.ones(2, 3), lambda o: o.sum(), time_dim=0, batch_dim=0),
+            "must differ",
+        ),
     ],
 )
 def test_bad_input_is_named(call, match):

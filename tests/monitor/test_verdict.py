@@ -134,7 +134,9 @@ def test_saturating_tanh_rnn_with_large_weights_vanishes_not_explodes():
         x = torch.randn(16, 100, 1, generator=g)
         return x, x[:, 0, 0]
 
-    v, h = run(TanhRNN(scale=100.0), make, nn.functional.mse_loss, steps=4, lr=0.0, time_profile_every=1, activations_every=1)
+    v, h = run(
+        TanhRNN(scale=100.0), make, nn.functional.mse_loss, steps=4, lr=0.0, time_profile_every=1, activations_every=1
+    )
     assert v.status == "vanishing", str(v)
     assert any(e.quantity in ("time_ratio", "saturation") for e in v.evidence)
     assert h.activations["rnn"].fraction[-1] > 0.9

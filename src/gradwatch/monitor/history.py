@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from gradwatch._output import to_json_number
 from gradwatch.errors import ConfigError
 
 __all__ = [
@@ -40,18 +41,6 @@ __all__ = [
 ]
 
 LAYER_FIELDS = ("grad_norm", "grad_max", "param_norm", "update_ratio")
-
-
-def to_json_number(x: float | None) -> float | str | None:
-    """Return ``x`` as a JSON-safe value: finite floats stay, NaN/±Inf become strings."""
-    if x is None:
-        return None
-    x = float(x)
-    if math.isnan(x):
-        return "nan"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return x
 
 
 def from_json_number(x: Any) -> float:

@@ -42,9 +42,10 @@ from torch.nn.utils.rnn import PackedSequence
 from torch.utils.hooks import RemovableHandle
 
 from gradwatch import _checks
+from gradwatch._output import to_json_number
 from gradwatch.errors import ConfigError, GradwatchError
 from gradwatch.monitor import timeline
-from gradwatch.monitor.history import History, NonFinite, to_json_number
+from gradwatch.monitor.history import History, NonFinite
 from gradwatch.monitor.nonfinite import NonFiniteError, NonFiniteTracer
 from gradwatch.monitor.sinks import JSONL, Sink
 from gradwatch.monitor.verdict import Thresholds, Verdict, verdict

@@ -14,7 +14,8 @@ import numpy as np
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from gradwatch.errors import OutputError, check_writable
+from gradwatch._output import save_figure
+from gradwatch.errors import check_writable
 from gradwatch.monitor.history import History
 
 __all__ = ["plot_history", "plot_time_profile"]
@@ -25,15 +26,6 @@ def _log10(a: np.ndarray) -> np.ndarray:
         out = np.log10(np.asarray(a, dtype=float))
     out[~np.isfinite(out)] = np.nan
     return out
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    fig.tight_layout()
-    try:
-        fig.savefig(path, dpi=110)
-    except OSError as exc:
-        raise OutputError(f"Cannot write the plot file {str(path)!r}: {exc.strerror or exc}.") from None
-    return path
 
 
 def plot_history(history: History, path: str | Path) -> Path:
@@ -89,11 +81,13 @@ def plot_history(history: History, path: str | Path) -> Path:
     upd = history.layer_matrix("update_ratio")
     if np.isfinite(upd).any():
         for i, n in enumerate(names):
-            ax.semilogy(history.steps, np.where(upd[i] > 0, upd[i], np.nan), lw=1, label=n)
+            # measured only every `weights_every` steps: draw the measured points, joined
+            ok = np.isfinite(upd[i]) & (upd[i] > 0)
+            ax.semilogy(history.steps[ok], upd[i][ok], ".-", lw=1, ms=3, label=n)
         ax.set_ylabel("‖Δθ‖ / ‖θ‖")
         ax.set_title("Update / weight ratio per layer")
         if len(names) <= 12:
-            ax.legend(fontsize=7, ncol=2)
+            ax.legend(fontsize=7, ncol=1 if len(names) <= 6 else 2, loc="center left", bbox_to_anchor=(1.01, 0.5))
     else:
         ax.semilogy(history.steps, np.where(history.global_grad_norm > 0, history.global_grad_norm, np.nan), "k-")
         ax.set_ylabel("global ‖g‖")
@@ -113,7 +107,7 @@ def plot_history(history: History, path: str | Path) -> Path:
         ax.set_ylabel("fraction of units")
         ax.set_title("Saturated (σ′ < 1 % of max) or dead (0 for the whole batch) units")
         if len(history.activations) <= 12:
-            ax.legend(fontsize=7, ncol=2)
+            ax.legend(fontsize=7, ncol=1 if len(names) <= 6 else 2, loc="center left", bbox_to_anchor=(1.01, 0.5))
     if history.time_profiles:
         ax = axes[k]
         step, prof, hid = history.time_profiles[-1]
@@ -125,7 +119,7 @@ def plot_history(history: History, path: str | Path) -> Path:
         ax.set_ylabel("gradient norm")
         ax.set_title(f"Gradient over time (step {step})")
         ax.legend(fontsize=8)
-    return _save(fig, p)
+    return save_figure(fig, p)
 
 
 def plot_time_profile(profile: np.ndarray, path: str | Path, hidden: np.ndarray | None = None) -> Path:
@@ -146,4 +140,4 @@ def plot_time_profile(profile: np.ndarray, path: str | Path, hidden: np.ndarray 
     ax.set_ylabel("gradient norm")
     ax.set_title("Gradient over time")
     ax.legend()
-    return _save(fig, p)
+    return save_figure(fig, p)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -78,6 +79,16 @@ class TimeProfile:
 
     input: torch.Tensor
     hidden: torch.Tensor | None
+
+    def plot(self, path: str | Path) -> Path:
+        """Draw the profile against t on a log axis (PNG); raises OutputError if unwritable."""
+        from gradwatch.monitor.plot import plot_time_profile
+
+        if self.input.dim() != 1:
+            raise ConfigError("plot() draws one profile: take a per_sample=False profile, or index one sample.")
+        return plot_time_profile(
+            self.input.cpu().numpy(), path, None if self.hidden is None else self.hidden.cpu().numpy()
+        )
 
 
 def input_profile(

@@ -22,6 +22,7 @@ import torch
 from matplotlib.figure import Figure
 
 from gradwatch import _checks
+from gradwatch._output import save_figure, to_json_number
 from gradwatch.errors import OutputError, check_writable
 from gradwatch.theory import doya, landscape, rnn, spectrum
 
@@ -68,21 +69,8 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, (int, np.integer)):
         return int(value)
     if isinstance(value, (float, np.floating)):
-        v = float(value)
-        if math.isnan(v):
-            return "nan"
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return v
+        return to_json_number(value)
     return value
-
-
-def _save(fig: Figure, path: Path) -> None:
-    fig.tight_layout()
-    try:
-        fig.savefig(path, dpi=110)
-    except OSError as exc:
-        raise OutputError(f"Cannot write the plot file {str(path)!r}: {exc.strerror or exc}.") from None
 
 
 def _positive(a: np.ndarray) -> np.ndarray:
@@ -153,7 +141,7 @@ def lab_rnn(hidden: int = 32, gamma: float = 0.9, steps: int = 60, seed: int = 0
         ax2.set_ylabel(r"$\|$term$_k\|$ of $\nabla_\theta L$")
         ax2.set_title(f"Gradient terms decay (sum = autograd, rel. err {rel_err:.1e})")
         ax2.legend(fontsize=8)
-        _save(fig, path)
+        save_figure(fig, path)
 
     return LabRun("rnn", summary, draw)
 
@@ -188,7 +176,7 @@ def lab_note3(eps: float = 0.8, c: float = 0.5, n: int = 40) -> LabRun:
             f"Note 3: ε={res.eps:g}, spectral radius γ={res.spectral_radius:.3f}, critical c*={res.critical_c:.3f}"
         )
         ax.legend(fontsize=8)
-        _save(fig, path)
+        save_figure(fig, path)
 
     return LabRun("note3", summary, draw)
 
@@ -297,7 +285,7 @@ def lab_doya(
         ax2.set_ylabel("sensitivity (autograd)")
         ax2.set_title(f"Sensitivities at b = {b:g}, T = {steps} steps of ε = {eps:g}")
         ax2.legend(fontsize=8)
-        _save(fig, path)
+        save_figure(fig, path)
 
     return LabRun("doya", summary, draw)
 
@@ -370,7 +358,7 @@ def lab_landscape(
         ax3.set_xlabel("b")
         ax3.set_ylabel("w")
         ax3.set_title("Loss over (w, b): cliffs where basins change")
-        _save(fig, path)
+        save_figure(fig, path)
 
     return LabRun("landscape", summary, draw)
 
@@ -443,7 +431,7 @@ def lab_spectrum(
         ax2.set_ylabel(r"singular value of $J_t = \partial h_t/\partial h_{t-1}$")
         ax2.set_title("One-step Jacobian along the trajectory")
         ax2.legend(fontsize=8)
-        _save(fig, path)
+        save_figure(fig, path)
 
     return LabRun("spectrum", summary, draw)
 
