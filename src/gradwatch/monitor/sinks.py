@@ -58,13 +58,13 @@ class JSONL(_Base):
 
     Args:
         path: the .jsonl file; its folder must exist.
-        mode: "a" to append to an existing log (default), "w" to start it afresh.
+        mode: "w" to start the log afresh (default), "a" to append to it (resuming a run).
 
     Raises:
         OutputError: the path cannot be written.
     """
 
-    def __init__(self, path: str | Path, mode: str = "a") -> None:
+    def __init__(self, path: str | Path, mode: str = "w") -> None:
         super().__init__()
         if mode not in ("a", "w"):
             raise GradwatchError(f"The 'mode' parameter of JSONL must be 'a' or 'w'. Got {mode!r} instead.")

@@ -331,13 +331,13 @@ def verdict(history: History, thresholds: Thresholds | None = None) -> Verdict:
             notes.append(Evidence("update_ratio", u, n, f"updates of {_q(n)} are {_fmt(u)}× its weights' norm"))
 
     if exploding:
-        remedies = ["clip_grad_norm", "lr:lower"]
-        remedies += ["spectral_radius<1", "init:orthogonal"] if sequence else ["batchnorm", "residual"]
+        fixes = ["clip_grad_norm", "lr:lower"]
+        fixes += ["spectral_radius<1", "init:orthogonal"] if sequence else ["batchnorm", "residual"]
         return Verdict(
             "exploding",
             tuple(dict.fromkeys(where_exp)) or ("global",),
             tuple(exploding + notes),
-            _advise(*remedies),
+            _advise(*fixes),
         )
     if vanishing:
         remedies: list[str] = []
