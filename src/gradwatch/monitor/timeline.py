@@ -19,7 +19,6 @@ input profile exists.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,41 +29,10 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from gradwatch import _checks
+from gradwatch._hidden import collect_hidden, track_hidden
 from gradwatch.errors import ConfigError
 
 __all__ = ["TimeProfile", "collect_hidden", "input_profile", "time_profile", "track_hidden"]
-
-
-class _Collector(threading.local):
-    states: list[torch.Tensor] | None = None
-
-
-_collector = _Collector()
-
-
-def track_hidden(h: torch.Tensor) -> torch.Tensor:
-    """Expose a hidden state h_t of a hand-written recurrent loop to gradient profiling.
-
-    Returns ``h`` itself. During a profiling pass it also keeps ``h``'s gradient, so
-    ‖∂L/∂h_t‖ (the total derivative, through every later step) can be read after backward.
-    """
-    states = _collector.states
-    if states is not None and h.requires_grad:
-        h.retain_grad()
-        states.append(h)
-    return h
-
-
-class collect_hidden:  # noqa: N801 - used as a context manager, like torch.no_grad
-    """Context in which :func:`track_hidden` records states (thread-local)."""
-
-    def __enter__(self) -> list[torch.Tensor]:
-        self._previous = _collector.states
-        _collector.states = []
-        return _collector.states
-
-    def __exit__(self, *exc: object) -> None:
-        _collector.states = self._previous
 
 
 @dataclass(frozen=True)
