@@ -163,6 +163,14 @@ def _activation_stats(
     return torch.stack([count.float(), y.sum().float(), torch.linalg.vector_norm(y).float() ** 2]), denom, n
 
 
+def _json_rows(a: np.ndarray) -> list[list[float | str | None]]:
+    """Rows of floats as JSON-ready lists; the per-value conversion only where something is non-finite."""
+    rows = a.tolist()
+    if np.isfinite(a).all():
+        return rows
+    return [[to_json_number(v) for v in row] for row in rows]
+
+
 def _finish_activation(raw: np.ndarray, denom: int, n: int) -> tuple[float, float]:
     """(fraction, std) from the raw sums of :func:`_activation_stats` (sums of y − c for any c)."""
     count, total, sq = (float(v) for v in raw)
@@ -663,14 +671,21 @@ class Monitor:
             return out
 
         P = len(self._params)
-        new_records = []
+        taken = []
         for p in pending:
             row = take(2 * P if self.grad_max else P)
             loss = float(take(1)[0]) if p.loss is not None else None
             weights = take(P) if p.weights is not None else None
             prof = take(p.profile.numel()) if p.profile is not None else None
             hid = take(p.hidden.numel()) if p.hidden is not None else None
-            rec = self._record(p.step, row, loss, weights)
+            acts = [take(3) for _ in p.activations]
+            taken.append((row, loss, weights, prof, hid, acts))
+        new_records = self._records_from_rows(pending, [t[0] for t in taken]) if pending else []
+        for p, rec, (_, loss, weights, prof, hid, acts) in zip(pending, new_records, taken, strict=True):
+            if loss is not None:
+                rec["loss"] = to_json_number(loss)
+            if weights is not None:
+                self._fill_weights(rec, weights, None)
             if prof is not None:
                 rec["time_profile"] = {
                     "input": [to_json_number(v) for v in prof],
@@ -678,14 +693,13 @@ class Monitor:
                 }
             if p.activations:
                 rec["activations"] = {}
-                for name, (_, denom, n) in p.activations.items():
-                    frac, std = _finish_activation(take(3), denom, n)
+                for (name, (_, denom, n)), raw in zip(p.activations.items(), acts, strict=True):
+                    frac, std = _finish_activation(raw, denom, n)
                     rec["activations"][name] = {
                         "kind": self._activation_kinds[name],
                         "fraction": to_json_number(frac),
                         "std": to_json_number(std),
                     }
-            new_records.append(rec)
         # An update belongs to the newest records: those synced before their optimizer step ran.
         by_step = {r["step"]: r for r in self._records[-(len(upd_steps) + 1) :]}
         by_step.update({r["step"]: r for r in new_records})
@@ -712,36 +726,41 @@ class Monitor:
             if ratio is not None:
                 stats["update_ratio"] = to_json_number(ratio[i])
 
-    def _record(self, step: int, row: np.ndarray, loss: float | None, weights: np.ndarray | None) -> dict[str, Any]:
+    def _records_from_rows(self, pending: list[_Pending], rows: list[np.ndarray]) -> list[dict[str, Any]]:
+        """Turn per-parameter rows into JSON records, vectorized across records and layers."""
+        R = np.stack(rows)
         P = len(self._params)
-        l2 = row[:P]
         with np.errstate(invalid="ignore", over="ignore"):
-            layer_norm = self._per_layer(l2 * l2)
+            sq = R[:, :P] * R[:, :P]
+            # parameters are contiguous per layer: sum each layer's run (a one-hot matmul would
+            # spread an Inf of one layer as NaN (inf · 0) into every other layer)
+            layer_norm = np.sqrt(np.add.reduceat(sq, self._layer_starts, axis=1))
+            global_norm = np.sqrt(sq.sum(axis=1))
             if self.grad_max:
-                pmax = row[P:]
-                layer_max = np.maximum.reduceat(pmax, self._layer_starts)  # NaN propagates
+                pmax = R[:, P:]
+                layer_max = np.maximum.reduceat(pmax, self._layer_starts, axis=1)  # NaN propagates
             else:
-                pmax, layer_max = l2, np.full(self._n_layers, np.nan)
-        layers = {}
-        for i in self._depth_order or range(self._n_layers):
-            layer = self.layers[i]
-            layers[layer.name] = {
-                "grad_norm": to_json_number(layer_norm[i]),
-                "grad_max": to_json_number(layer_max[i]) if self.grad_max else None,
-                "param_norm": None,
-                "update_ratio": None,
-                "numel": layer.numel,
+                pmax, layer_max = R[:, :P], None
+        order = self._depth_order or list(range(self._n_layers))
+        names = [self.layers[i].name for i in order]
+        numels = [self.layers[i].numel for i in order]
+        norm_rows = _json_rows(layer_norm[:, order])
+        max_rows = _json_rows(layer_max[:, order]) if layer_max is not None else [[None] * len(order)] * len(pending)
+        out = []
+        for r, p in enumerate(pending):
+            layers = {
+                n: {"grad_norm": g, "grad_max": m, "param_norm": None, "update_ratio": None, "numel": k}
+                for n, g, m, k in zip(names, norm_rows[r], max_rows[r], numels, strict=True)
             }
-        rec: dict[str, Any] = {
-            "step": step,
-            "global_grad_norm": to_json_number(math.sqrt(float(np.sum(l2 * l2)))),
-            "loss": to_json_number(loss) if loss is not None else None,
-            "layers": layers,
-        }
-        if weights is not None:
-            self._fill_weights(rec, weights, None)
-        rec["_param_max"] = pmax
-        return rec
+            rec: dict[str, Any] = {
+                "step": p.step,
+                "global_grad_norm": to_json_number(global_norm[r]),
+                "loss": None,
+                "layers": layers,
+                "_param_max": pmax[r],
+            }
+            out.append(rec)
+        return out
 
     def _locate_nonfinite(
         self,
