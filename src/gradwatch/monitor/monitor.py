@@ -409,18 +409,26 @@ class Monitor:
 
     def _arm(self, step: int) -> None:
         """Register the hooks needed for the forward/backward that precede ``step()`` number ``step``."""
-        if self._is_due(step, self.activations_every) and self._activation_modules:
+        want_acts = self._is_due(step, self.activations_every) and bool(self._activation_modules)
+        if want_acts and not self._act_handles:
             for name, m, kind in self._activation_modules:
                 self._act_handles.append(m.register_forward_hook(self._activation_hook(name, kind)))
+        elif not want_acts and self._act_handles:
+            # kept registered while due step after step: re-registering costs more than the hook
+            for h in self._act_handles:
+                h.remove()
+            self._act_handles.clear()
         if self._is_due(step, self.time_profile_every) and not self._profile_disabled:
             self._profile_handle = self._profile_target.register_forward_pre_hook(self._profile_hook)
             self._hidden_ctx = timeline.collect_hidden()
             self._profile_hidden = self._hidden_ctx.__enter__()
 
-    def _disarm(self) -> None:
-        for h in self._act_handles:
-            h.remove()
-        self._act_handles.clear()
+    def _disarm(self, everything: bool = False) -> None:
+        """Drop the per-step profile hooks (and, with ``everything``, the activation hooks too)."""
+        if everything:
+            for h in self._act_handles:
+                h.remove()
+            self._act_handles.clear()
         if self._profile_handle is not None:
             self._profile_handle.remove()
             self._profile_handle = None
@@ -874,7 +882,7 @@ class Monitor:
         if self._closed:
             return
         try:
-            self._disarm()
+            self._disarm(everything=True)
             for h in self._handles:
                 h.remove()
             self._handles.clear()
