@@ -160,6 +160,13 @@ _REMEDIES = (
         "gradwatch.models.rnn(kind='lstm' | 'gru')",
     ),
     Remedy(
+        "dbn_pretraining",
+        "pretraining",
+        "Hinton, Osindero & Teh 2006",
+        "greedy layer-wise RBM pre-training starts backpropagation from features, not from noise",
+        "gradwatch.remedies.pretrain.pretrain_dbn + load_dbn_",
+    ),
+    Remedy(
         "rprop",
         "optimizer",
         "Riedmiller & Braun 1993; used by Behnke 2003",
