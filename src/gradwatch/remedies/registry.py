@@ -167,6 +167,20 @@ _REMEDIES = (
         "gradwatch.remedies.pretrain.pretrain_dbn + load_dbn_",
     ),
     Remedy(
+        "random_search",
+        "search",
+        "Hochreiter & Schmidhuber 1996/97 (weight guessing)",
+        "guesses weights at random; no gradient, so nothing to vanish — solves some long-lag tasks outright",
+        "gradwatch.remedies.search.random_search",
+    ),
+    Remedy(
+        "genetic_algorithm",
+        "search",
+        "the article, after Hochreiter's fundamental deep learning problem",
+        "evolves a population of weight vectors by selection, crossover and mutation, without gradients",
+        "gradwatch.remedies.search.genetic_algorithm",
+    ),
+    Remedy(
         "rprop",
         "optimizer",
         "Riedmiller & Braun 1993; used by Behnke 2003",
