@@ -167,6 +167,13 @@ _REMEDIES = (
         "gradwatch.remedies.pretrain.pretrain_dbn + load_dbn_",
     ),
     Remedy(
+        "history_compressor",
+        "pretraining",
+        "Schmidhuber 1992, Neural Computation 4",
+        "a chunker sees only what the automatizer failed to predict: long lags become short ones",
+        "gradwatch.remedies.hierarchy.HistoryCompressor",
+    ),
+    Remedy(
         "random_search",
         "search",
         "Hochreiter & Schmidhuber 1996/97 (weight guessing)",
