@@ -16,4 +16,16 @@
 from gradwatch.remedies import clipping, hierarchy, init, optim, pretrain, regularizer, search
 from gradwatch.remedies.registry import KINDS, Remedy, available, get
 
-__all__ = ["KINDS", "Remedy", "available", "clipping", "get", "hierarchy", "init", "optim", "pretrain", "regularizer", "search"]
+__all__ = [
+    "KINDS",
+    "Remedy",
+    "available",
+    "clipping",
+    "get",
+    "hierarchy",
+    "init",
+    "optim",
+    "pretrain",
+    "regularizer",
+    "search",
+]
