@@ -13,6 +13,10 @@ vector-Jacobian product per step, no differentiation through the whole backward 
 
 With a batch, each sample's Ω is computed from its own rows of the hidden states and
 averaged over the batch; hidden states must then have shape (B, H) with the batch first.
+
+Where the authors' published code differs from the paper (and we follow the paper): it
+uses the ratio of *squared* norms, skips steps where ‖∂E/∂x_{k+1}‖² < 1e-20, and averages
+over the steps it keeps instead of summing.
 """
 
 from __future__ import annotations
