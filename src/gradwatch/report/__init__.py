@@ -1,5 +1,5 @@
-"""Figures and reports: the theory lab's figures and summaries (HTML reports come later)."""
+"""Figures and reports: the theory lab's figures and summaries, HTML reports of run stores."""
 
-from gradwatch.report import lab
+from gradwatch.report import html, lab
 
-__all__ = ["lab"]
+__all__ = ["html", "lab"]

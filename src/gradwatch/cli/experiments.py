@@ -1,0 +1,119 @@
+"""``gradwatch run``, ``gradwatch sweep`` and ``gradwatch report``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from gradwatch.cli.app import emit_json
+from gradwatch.errors import ConfigError
+from gradwatch.experiments import RUNNER_REMEDIES, RunStore, Spec, run, sweep
+from gradwatch.report.html import write_report
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else.")]
+
+
+def _parse_remedies(items: list[str]) -> dict[str, dict[str, float]]:
+    """'clip_grad_norm' or 'clip_grad_norm:max_norm=0.5' → {name: {param: value}}."""
+    out: dict[str, dict[str, float]] = {}
+    for item in items:
+        name, _, rest = item.partition(":")
+        params: dict[str, float] = {}
+        for kv in filter(None, rest.split(",")):
+            key, eq, value = kv.partition("=")
+            try:
+                params[key] = float(value)
+            except ValueError:
+                raise ConfigError(
+                    f"--remedy {item!r}: parameters are key=number, e.g. clip_grad_norm:max_norm=1.0."
+                ) from None
+            if not eq:
+                raise ConfigError(f"--remedy {item!r}: parameters are key=number, e.g. clip_grad_norm:max_norm=1.0.")
+        out[name] = params
+    return out
+
+
+def run_cmd(
+    task: Annotated[str, typer.Option(help="Task name (see docs/tasks.md).")] = "adding",
+    length: Annotated[int, typer.Option(help="Sequence length T.")] = 50,
+    model: Annotated[str, typer.Option(help="rnn, lstm, gru or mlp.")] = "rnn",
+    activation: Annotated[str, typer.Option(help="Activation of rnn/mlp models.")] = "tanh",
+    hidden: Annotated[int, typer.Option(help="Hidden size.")] = 32,
+    layers: Annotated[int, typer.Option(help="Layers.")] = 1,
+    init: Annotated[str | None, typer.Option(help="Initialization by name (kumar, orthogonal, ...).")] = None,
+    remedy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--remedy", help=f"Remedy, repeatable: one of {', '.join(sorted(RUNNER_REMEDIES))}[:key=value,...]."
+        ),
+    ] = None,
+    optimizer: Annotated[str, typer.Option(help="sgd, adam, rprop or sign_sgd.")] = "sgd",
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 0.01,
+    steps: Annotated[int, typer.Option(help="Training steps.")] = 500,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Batch size.")] = 32,
+    eval_every: Annotated[int, typer.Option("--eval-every", help="Evaluate every N steps.")] = 50,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    device: Annotated[str, typer.Option(help="cpu, cuda, ...")] = "cpu",
+    out: Annotated[Path | None, typer.Option("--out", help="A run store to write the run into.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train one model on one task with the monitor attached; print its result."""
+    spec = Spec(
+        task=task,
+        length=length,
+        model=model,
+        activation=activation,
+        hidden=hidden,
+        layers=layers,
+        init=init,
+        remedies=_parse_remedies(remedy or []),
+        optimizer=optimizer,
+        lr=lr,
+        steps=steps,
+        batch_size=batch_size,
+        eval_every=eval_every,
+        seed=seed,
+        device=device,
+    )
+    store = RunStore(out) if out is not None else None
+    result = run(spec, store.start(spec) if store else None)
+    if store is not None:
+        store.finish(result)
+    if as_json:
+        emit_json(result.to_json())
+        return
+    console = Console(highlight=False)
+    console.print(
+        f"{spec.run_id}: final error {result.final_error:.3f} ({'solved' if result.success else 'not solved'})"
+    )
+    console.print(f"monitor verdict: {result.verdict.get('status')}; {result.wall_time:.1f} s")
+
+
+def sweep_cmd(
+    file: Annotated[Path, typer.Argument(help="A TOML sweep file ([base], [grid], [[variant]]).")],
+    out: Annotated[Path, typer.Option("--out", help="The run store directory.")],
+    executor: Annotated[str, typer.Option(help="local (a process pool).")] = "local",
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default: CPU cores).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Skip runs already finished in --out.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a grid of experiments into a run store, with a progress bar; resumable."""
+    RunStore(out)  # an unwritable --out fails before any training
+    results = sweep(file, out, executor=executor, workers=workers, resume=resume, progress=not as_json)
+    solved = sum(r.success for r in results)
+    if as_json:
+        emit_json({"runs": len(results), "solved": solved, "out": str(out)})
+        return
+    Console(highlight=False).print(f"{len(results)} runs in {out}: {solved} solved. Report: gradwatch report {out}")
+
+
+def report_cmd(
+    store: Annotated[Path, typer.Argument(help="A run store written by gradwatch sweep or run --out.")],
+    out: Annotated[Path | None, typer.Option("--out", help="HTML file (default: STORE/index.html).")] = None,
+) -> None:
+    """Write a self-contained HTML report of a run store."""
+    path = write_report(store, out)
+    Console(highlight=False).print(f"report written to {path}")

@@ -1,0 +1,26 @@
+"""Experiments: specs, the runner, the run store and sweeps.
+
+- :class:`~gradwatch.experiments.spec.Spec` — one run, validated.
+- :func:`~gradwatch.experiments.runner.run` — train with the monitor attached, score by the task.
+- :class:`~gradwatch.experiments.store.RunStore` — crash-safe directory of runs.
+- :func:`~gradwatch.experiments.sweep.sweep` — a grid on a local process pool, resumable.
+"""
+
+from gradwatch.experiments.runner import Result, build_model, run
+from gradwatch.experiments.spec import MODELS, OPTIMIZERS, RUNNER_REMEDIES, Spec
+from gradwatch.experiments.store import RunStore
+from gradwatch.experiments.sweep import expand_grid, load_sweep, sweep
+
+__all__ = [
+    "MODELS",
+    "OPTIMIZERS",
+    "RUNNER_REMEDIES",
+    "Result",
+    "RunStore",
+    "Spec",
+    "build_model",
+    "expand_grid",
+    "load_sweep",
+    "run",
+    "sweep",
+]

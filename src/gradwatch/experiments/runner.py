@@ -1,0 +1,219 @@
+"""Run one experiment: train a model on a task with remedies, the monitor attached, and score it."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gradwatch import models
+from gradwatch.experiments.spec import Spec
+from gradwatch.monitor import Monitor
+from gradwatch.remedies import clipping
+from gradwatch.remedies.optim import SignSGD
+from gradwatch.remedies.regularizer import pascanu_penalty
+from gradwatch.tasks import get_task
+
+__all__ = ["Result", "build_model", "run"]
+
+
+@dataclass
+class Result:
+    """What a run produced (``result.json`` holds :meth:`to_json`).
+
+    Attributes:
+        spec: the spec.
+        steps, loss, error: the learning curve at every evaluation (held-out error rate).
+        final_error: the last evaluation's error rate.
+        success: the task's criterion on the last evaluation.
+        diverged: the training loss became NaN/Inf.
+        verdict: the monitor's verdict (JSON form).
+        layer_grad_norm: median gradient norm per layer over the run.
+        time_profile: the last ‖∂L/∂u_t‖ profile (sequence models), or None.
+        wall_time: seconds.
+    """
+
+    spec: Spec
+    steps: list[int] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    error: list[float] = field(default_factory=list)
+    final_error: float = math.nan
+    success: bool = False
+    diverged: bool = False
+    verdict: dict[str, Any] = field(default_factory=dict)
+    layer_grad_norm: dict[str, float] = field(default_factory=dict)
+    time_profile: list[float] | None = None
+    wall_time: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON object; non-finite numbers as strings."""
+        from gradwatch._output import to_json_number
+
+        return {
+            "spec": self.spec.to_json(),
+            "steps": self.steps,
+            "loss": [to_json_number(v) for v in self.loss],
+            "error": [to_json_number(v) for v in self.error],
+            "final_error": to_json_number(self.final_error),
+            "success": self.success,
+            "diverged": self.diverged,
+            "verdict": self.verdict,
+            "layer_grad_norm": {k: to_json_number(v) for k, v in self.layer_grad_norm.items()},
+            "time_profile": None if self.time_profile is None else [to_json_number(v) for v in self.time_profile],
+            "wall_time": self.wall_time,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Result:
+        """Read back what :meth:`to_json` wrote."""
+        from gradwatch.monitor.history import from_json_number
+
+        return cls(
+            spec=Spec.from_json(d["spec"]),
+            steps=list(d["steps"]),
+            loss=[from_json_number(v) for v in d["loss"]],
+            error=[from_json_number(v) for v in d["error"]],
+            final_error=from_json_number(d["final_error"]),
+            success=bool(d["success"]),
+            diverged=bool(d["diverged"]),
+            verdict=d["verdict"],
+            layer_grad_norm={k: from_json_number(v) for k, v in d["layer_grad_norm"].items()},
+            time_profile=None if d["time_profile"] is None else [from_json_number(v) for v in d["time_profile"]],
+            wall_time=float(d["wall_time"]),
+        )
+
+
+def build_model(spec: Spec) -> torch.nn.Module:
+    """The model a spec describes, initialized from its seed."""
+    task = get_task(spec.task)
+    if spec.model == "mlp":
+        return models.mlp(
+            spec.layers,
+            spec.hidden,
+            task.n_inputs,
+            task.n_outputs,
+            activation=spec.activation,
+            norm=spec.norm,
+            residual=spec.residual,
+            init=spec.init,
+            seed=spec.seed,
+        )
+    return models.rnn(
+        spec.model,
+        hidden=spec.hidden,
+        in_dim=task.n_inputs,
+        out_dim=task.n_outputs,
+        layers=spec.layers,
+        activation=spec.activation,
+        init=spec.init,
+        seed=spec.seed,
+    )
+
+
+def _optimizer(spec: Spec, params: Any) -> torch.optim.Optimizer:
+    if spec.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum)
+    if spec.optimizer == "adam":
+        return torch.optim.Adam(params, lr=spec.lr)
+    if spec.optimizer == "rprop":
+        return torch.optim.Rprop(params, lr=spec.lr)
+    return SignSGD(params, lr=spec.lr, momentum=spec.momentum)
+
+
+def _forward(model: torch.nn.Module, spec: Spec, x: torch.Tensor) -> torch.Tensor:
+    out = model(x.squeeze(1)) if spec.model == "mlp" else model(x)
+    return out.squeeze(-1) if out.shape[-1] == 1 else out
+
+
+def run(spec: Spec, run_dir: str | Path | None = None) -> Result:
+    """Train the spec's model on its task with its remedies and the monitor attached.
+
+    Args:
+        spec: the experiment.
+        run_dir: if given, ``metrics.jsonl`` (one line per evaluation, appended as it goes)
+            and the monitor's ``monitor.jsonl`` are written there.
+
+    Returns:
+        A :class:`Result`. Same spec and seed ⇒ same numbers on the same machine.
+    """
+    start = time.perf_counter()
+    task = get_task(spec.task)
+    device = torch.device(spec.device)
+    model = build_model(spec).to(device)
+    opt = _optimizer(spec, model.parameters())
+    data_gen = torch.Generator().manual_seed(spec.seed)
+    x_eval, y_eval = task.generate(spec.length, spec.eval_batch, seed=spec.seed + 1_000_003)
+    x_eval, y_eval = x_eval.to(device), y_eval.to(device)
+    sequence = spec.model != "mlp"
+    log = None if run_dir is None else Path(run_dir) / "monitor.jsonl"
+    metrics_path = None if run_dir is None else Path(run_dir) / "metrics.jsonl"
+    autoclip = clipping.AutoClip(**spec.remedy_params("autoclip")) if "autoclip" in spec.remedies else None
+    result = Result(spec=spec)
+    with Monitor(
+        model,
+        opt,
+        log=log,
+        sync_every=max(1, spec.eval_every),
+        activations_every=spec.eval_every,
+        time_profile_every=spec.eval_every if sequence else None,
+    ) as mon:
+        for step in range(1, spec.steps + 1):
+            x, y = task.generate(spec.length, spec.batch_size, data_gen)
+            x, y = x.to(device), y.to(device)
+            out = _forward(model, spec, x)
+            loss = task.loss(out, y)
+            total = loss
+            if "pascanu_regularizer" in spec.remedies:
+                alpha = spec.remedy_params("pascanu_regularizer")["alpha"]
+                total = loss + alpha * pascanu_penalty(loss, model.hidden_states)
+            total.backward()
+            mon.step(loss)  # before clipping: the gradient as backprop produced it
+            _clip(spec, model, autoclip)
+            opt.step()
+            opt.zero_grad()
+            if not math.isfinite(float(loss.detach())):
+                result.diverged = True
+            if step % spec.eval_every == 0 or step == spec.steps:
+                with torch.no_grad():
+                    err = task.error(_forward(model, spec, x_eval), y_eval)
+                result.steps.append(step)
+                result.loss.append(float(loss.detach()))
+                result.error.append(err)
+                if metrics_path is not None:
+                    with metrics_path.open("a", encoding="utf-8") as f:
+                        f.write(
+                            json.dumps({"step": step, "loss": float(loss.detach()), "error": err}, allow_nan=True)
+                            + "\n"
+                        )
+            if result.diverged:
+                break
+        history = mon.history
+        result.verdict = mon.verdict().to_json()
+    with np.errstate(all="ignore"):
+        for name, lh in history.layers.items():
+            finite = lh.grad_norm[np.isfinite(lh.grad_norm)]
+            result.layer_grad_norm[name or "(model)"] = float(np.median(finite)) if finite.size else math.nan
+    if history.time_profiles:
+        result.time_profile = [float(v) for v in history.time_profiles[-1][1]]
+    result.final_error = result.error[-1] if result.error else math.nan
+    result.success = (not result.diverged) and result.final_error < task.success_error
+    result.wall_time = time.perf_counter() - start
+    return result
+
+
+def _clip(spec: Spec, model: torch.nn.Module, autoclip: clipping.AutoClip | None) -> None:
+    params = list(model.parameters())
+    if "clip_grad_norm" in spec.remedies:
+        clipping.clip_grad_norm_(params, **spec.remedy_params("clip_grad_norm"))
+    if "clip_grad_value" in spec.remedies:
+        clipping.clip_grad_value_(params, **spec.remedy_params("clip_grad_value"))
+    if "agc" in spec.remedies:
+        clipping.adaptive_clip_grad_(params, **spec.remedy_params("agc"))
+    if autoclip is not None:
+        autoclip(params)

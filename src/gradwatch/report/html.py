@@ -1,0 +1,151 @@
+"""Self-contained HTML reports of a run store: figures embedded, no network."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from gradwatch.errors import ConfigError, OutputError
+from gradwatch.experiments import Result, RunStore
+
+__all__ = ["group_results", "render_store", "write_report"]
+
+
+def _png(fig: Figure) -> str:
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=100)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _label(spec_json: dict[str, Any]) -> str:
+    remedies = "+".join(sorted(spec_json.get("remedies", {}))) or "plain"
+    return f"{spec_json['model']}/{spec_json['activation']}/{remedies}"
+
+
+def group_results(results: list[Result]) -> dict[tuple[str, int], list[Result]]:
+    """Group runs that differ only by seed: key (model/activation/remedies label, length)."""
+    groups: dict[tuple[str, int], list[Result]] = defaultdict(list)
+    for r in results:
+        groups[(_label(r.spec.to_json()), r.spec.length)].append(r)
+    return dict(sorted(groups.items()))
+
+
+def _curves_figure(groups: dict[tuple[str, int], list[Result]]) -> Figure:
+    fig = Figure(figsize=(9, 4))
+    ax = fig.subplots()
+    for i, ((label, length), runs) in enumerate(groups.items()):
+        steps = runs[0].steps
+        errs = np.array([r.error for r in runs if r.steps == steps], dtype=float)
+        if errs.size == 0:
+            continue
+        mean = np.nanmean(errs, axis=0)
+        ax.plot(steps, mean, color=f"C{i % 10}", label=f"{label}, T={length} ({len(errs)} seeds)")
+        if len(errs) > 1:
+            ax.fill_between(steps, np.nanmin(errs, axis=0), np.nanmax(errs, axis=0), color=f"C{i % 10}", alpha=0.2)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("held-out error rate")
+    ax.set_title("Learning curves (line: mean over seeds; band: min–max)")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return fig
+
+
+def _success_figure(results: list[Result]) -> Figure:
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
+    by_label: dict[str, dict[int, list[bool]]] = defaultdict(lambda: defaultdict(list))
+    for r in results:
+        by_label[_label(r.spec.to_json())][r.spec.length].append(r.success)
+    for i, (label, per_len) in enumerate(sorted(by_label.items())):
+        lengths = sorted(per_len)
+        rate = [float(np.mean(per_len[t])) for t in lengths]
+        ax.plot(lengths, rate, ["o-", "s--", "^:", "D-."][i % 4], color=f"C{i % 10}", label=label, alpha=0.85)
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xlabel("sequence length T")
+    ax.set_ylabel("success rate over seeds")
+    ax.set_title("Success rate vs length")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def _profiles_figure(groups: dict[tuple[str, int], list[Result]]) -> Figure | None:
+    profiled = [(k, runs) for k, runs in groups.items() if runs[0].time_profile]
+    if not profiled:
+        return None
+    fig = Figure(figsize=(9, 4))
+    ax = fig.subplots()
+    for i, ((label, length), runs) in enumerate(profiled):
+        prof = np.asarray(runs[0].time_profile, dtype=float)
+        ax.semilogy(
+            np.arange(len(prof)), np.where(prof > 0, prof, np.nan), color=f"C{i % 10}", label=f"{label}, T={length}"
+        )
+    ax.set_xlabel("time step t")
+    ax.set_ylabel("‖∂L/∂u_t‖ (last profile, seed 0 of the group)")
+    ax.set_title("Gradient over time, from the monitor")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return fig
+
+
+def render_store(root: str | Path) -> str:
+    """Render a run store as one self-contained HTML page.
+
+    Raises:
+        ConfigError: the folder is not a run store or holds no finished run.
+    """
+    p = Path(root)
+    if not p.is_dir():
+        raise ConfigError(f"{str(p)!r} is not a folder (expected a run store written by gradwatch sweep).")
+    results = RunStore(p).results()
+    if not results:
+        raise ConfigError(f"The run store {str(p)!r} holds no finished run (no */result.json).")
+    groups = group_results(results)
+    rows = []
+    for (label, length), runs in groups.items():
+        errs = [r.final_error for r in runs]
+        verdicts = sorted({r.verdict.get("status", "?") for r in runs})
+        rows.append(
+            f"<tr><td>{html.escape(label)}</td><td>{length}</td><td>{len(runs)}</td>"
+            f"<td>{sum(r.success for r in runs)}/{len(runs)}</td>"
+            f"<td>{np.nanmean(errs):.3f}</td><td>{html.escape(', '.join(verdicts))}</td></tr>"
+        )
+    figures = [("Learning curves", _curves_figure(groups)), ("Success rate vs length", _success_figure(results))]
+    prof = _profiles_figure(groups)
+    if prof is not None:
+        figures.append(("Gradient over time", prof))
+    imgs = "\n".join(f'<h2>{html.escape(t)}</h2><img alt="{html.escape(t)}" src="{_png(f)}">' for t, f in figures)
+    total = sum(r.wall_time for r in results)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>gradwatch report</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px}}img{{max-width:100%}}</style>
+</head><body>
+<h1>gradwatch report</h1>
+<p>{len(results)} runs from <code>{html.escape(str(p))}</code>, {total:.0f} s of training in all.</p>
+<table><tr><th>model / activation / remedies</th><th>T</th><th>seeds</th><th>solved</th><th>mean final error</th><th>monitor verdicts</th></tr>
+{"".join(rows)}
+</table>
+{imgs}
+</body></html>
+"""
+
+
+def write_report(root: str | Path, out: str | Path | None = None) -> Path:
+    """Write ``index.html`` for a run store (default: inside it); returns its path.
+
+    Raises:
+        ConfigError: not a run store; OutputError: the page cannot be written.
+    """
+    page = render_store(root)
+    target = Path(out) if out is not None else Path(root) / "index.html"
+    try:
+        target.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"Cannot write the report {str(target)!r}: {exc.strerror or exc}.") from None
+    return target

@@ -1,0 +1,245 @@
+"""Specs, the runner, the run store, sweeps (kill -9 and resume), and the report."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from gradwatch.errors import ConfigError, OutputError
+from gradwatch.experiments import RunStore, Spec, load_sweep, run, sweep
+from gradwatch.report.html import render_store
+
+FAST = {"task": "adding", "length": 10, "hidden": 8, "steps": 20, "eval_every": 10, "eval_batch": 64, "batch_size": 16}
+
+
+def test_spec_validation_names_the_problem():
+    with pytest.raises(ConfigError, match=r"'task' parameter of Spec must be one of .*'adding'.*Got 'copy'"):
+        Spec(task="copy")
+    with pytest.raises(ConfigError, match=r"Unknown key\(s\) \['lenght'\] in spec"):
+        Spec.from_json({"lenght": 10})
+    with pytest.raises(ConfigError, match=r"Remedy 'clip_grad_norm' takes \['max_norm'\]"):
+        Spec(remedies={"clip_grad_norm": {"threshold": 1.0}})
+    with pytest.raises(ConfigError, match=r"'remedies' .* one of 'agc', 'autoclip'"):
+        Spec(remedies={"dropout": {}})
+    with pytest.raises(ConfigError, match="pascanu_regularizer needs the hidden states"):
+        Spec(model="lstm", remedies={"pascanu_regularizer": {}})
+    with pytest.raises(ConfigError, match="model='mlp' goes with task='digits_mlp'"):
+        Spec(model="mlp")
+    with pytest.raises(ConfigError, match="needs an output at every step"):
+        Spec(task="memorization")
+
+
+def test_run_is_deterministic_and_round_trips_through_json():
+    spec = Spec(**FAST, remedies={"clip_grad_norm": {"max_norm": 0.5}})
+    a, b = run(spec), run(spec)
+    assert a.steps == [10, 20] and a.error == b.error and a.loss == b.loss
+    assert a.verdict["status"] in ("healthy", "vanishing", "exploding", "nonfinite")
+    assert a.time_profile is not None and len(a.time_profile) >= 10
+    back = type(a).from_json(json.loads(json.dumps(a.to_json())))
+    assert back.error == a.error and back.spec == a.spec
+
+
+def test_runner_clips_the_update(tmp_path):
+    lr, max_norm = 0.1, 1e-3
+    spec = Spec(
+        **{**FAST, "steps": 1, "eval_every": 1},
+        optimizer="sgd",
+        momentum=0.0,
+        lr=lr,
+        remedies={"clip_grad_norm": {"max_norm": max_norm}},
+    )
+    run(spec, tmp_path)
+    rec = json.loads((tmp_path / "monitor.jsonl").read_text().splitlines()[0])
+    assert rec["global_grad_norm"] > max_norm  # recorded before clipping
+    step_sq = sum((s["update_ratio"] * s["param_norm"]) ** 2 for s in rec["layers"].values())
+    assert math.sqrt(step_sq) == pytest.approx(lr * max_norm, rel=1e-3)  # the optimizer saw the clipped gradient
+
+
+@pytest.mark.parametrize(
+    "remedies",
+    [
+        {"pascanu_regularizer": {"alpha": 1.0}},
+        {"agc": {}},
+        {"autoclip": {"percentile": 50}},
+        {"clip_grad_value": {"clip_value": 0.1}},
+    ],
+)
+def test_every_runner_remedy_runs(remedies):
+    result = run(Spec(**FAST, remedies=remedies))
+    assert len(result.error) == 2 and not result.diverged
+
+
+@pytest.mark.parametrize(
+    ("model", "task", "optimizer"),
+    [("lstm", "temporal_order", "rprop"), ("gru", "latching", "sign_sgd"), ("mlp", "digits_mlp", "adam")],
+)
+def test_models_tasks_and_optimizers(model, task, optimizer):
+    spec = Spec(
+        **{**FAST, "task": task, "length": 12},
+        model=model,
+        optimizer=optimizer,
+        lr=0.01,
+        activation="relu" if model == "mlp" else "tanh",
+    )
+    result = run(spec)
+    assert 0.0 <= result.final_error <= 1.0
+
+
+def test_digits_mlp_learns():
+    spec = Spec(
+        task="digits_mlp",
+        length=1,
+        model="mlp",
+        activation="relu",
+        hidden=64,
+        layers=2,
+        optimizer="adam",
+        lr=0.01,
+        steps=300,
+        batch_size=64,
+        eval_every=100,
+        eval_batch=512,
+    )
+    assert run(spec).final_error < 0.1
+
+
+def test_run_store_writes_atomically_and_clears_crashed_runs(tmp_path):
+    store = RunStore(tmp_path / "store")
+    spec = Spec(**FAST)
+    d = store.start(spec)
+    (d / "metrics.jsonl").write_text("partial\n")
+    assert not store.is_done(spec)
+    d = store.start(spec)  # a crashed attempt is cleared
+    assert sorted(p.name for p in d.iterdir()) == ["spec.json"]
+    store.finish(run(spec, d))
+    assert store.is_done(spec) and not list(d.glob("*.tmp"))
+    assert [r.spec for r in store.results()] == [spec]
+    with pytest.raises(OutputError, match="Cannot create the run store"):
+        RunStore(tmp_path / "missing" / "store")
+
+
+def _write_sweep(path, lengths=(10, 12), seeds=(0, 1), steps=20):
+    path.write_text(
+        f"""
+[base]
+task = "adding"
+hidden = 8
+steps = {steps}
+eval_every = 10
+eval_batch = 64
+batch_size = 16
+
+[grid]
+length = {list(lengths)}
+seed = {list(seeds)}
+
+[[variant]]
+name = "sigmoid"
+activation = "sigmoid"
+
+[[variant]]
+name = "tanh + clipping"
+activation = "tanh"
+remedies = {{ clip_grad_norm = {{ max_norm = 1.0 }} }}
+"""
+    )
+    return path
+
+
+def test_sweep_file_expands_the_grid_and_names_typos(tmp_path):
+    specs = load_sweep(_write_sweep(tmp_path / "s.toml"))
+    assert len(specs) == 2 * 2 * 2
+    assert {s.activation for s in specs} == {"sigmoid", "tanh"}
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[grid]\nlenght = [10]\n")
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['lenght'\] in \[grid\]"):
+        load_sweep(bad)
+    bad.write_text("[grids]\nlength = [10]\n")
+    with pytest.raises(ConfigError, match=r"unknown table\(s\) \['grids'\]"):
+        load_sweep(bad)
+    bad.write_text("[grid]\nlength = 10\n")
+    with pytest.raises(ConfigError, match=r"\[grid\] key 'length' must be a non-empty list"):
+        load_sweep(bad)
+    bad.write_text("[base\n")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load_sweep(bad)
+
+
+def test_sweep_runs_into_the_store_and_resume_skips_finished_runs(tmp_path):
+    specs = load_sweep(_write_sweep(tmp_path / "s.toml", lengths=(10,), seeds=(0,)))
+    seen = []
+    results = sweep(specs, tmp_path / "out", workers=2, progress=False, on_result=seen.append)
+    assert len(results) == len(seen) == 2
+    again = []
+    results2 = sweep(specs, tmp_path / "out", workers=2, progress=False, resume=True, on_result=again.append)
+    assert again == [] and [r.error for r in results2] == [r.error for r in results]
+
+
+def test_kill_dash_9_in_the_middle_then_resume(tmp_path):
+    sweep_file = _write_sweep(tmp_path / "s.toml", lengths=(10, 12, 14), seeds=(0, 1), steps=150)
+    specs = load_sweep(sweep_file)
+    reference = {r.spec.run_id: r for r in sweep(specs, tmp_path / "ref", workers=2, progress=False)}
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "gradwatch", "sweep", str(sweep_file), "--out", str(out), "--workers", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(out.glob("*/result.json"))) < 2:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished_before = len(list(out.glob("*/result.json")))
+    assert 2 <= finished_before < len(specs), "the kill must land in the middle of the sweep"
+    r = subprocess.run([*cmd, "--resume", "--json"], capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["runs"] == len(specs)
+    dirs = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert dirs == sorted(reference)  # every run exactly once, no debris
+    for result in RunStore(out).results():
+        ref = reference[result.spec.run_id]
+        assert result.error == ref.error and result.loss == ref.loss
+
+
+def test_report_renders_a_self_contained_page(tmp_path, cli):
+    specs = load_sweep(_write_sweep(tmp_path / "s.toml", lengths=(10, 12), seeds=(0,)))
+    sweep(specs, tmp_path / "out", workers=2, progress=False)
+    page = render_store(tmp_path / "out")
+    assert page.count('src="data:image/png;base64,') == 3  # curves, success vs length, time profiles
+    assert "http://" not in page and "https://" not in page
+    r = cli("report", str(tmp_path / "out"))
+    assert r.code == 0 and (tmp_path / "out" / "index.html").is_file()
+    r = cli("report", str(tmp_path / "nothing"))
+    assert r.code == 2 and "is not a folder" in r.err
+
+
+def test_cli_run_json_and_bad_input(cli, tmp_path):
+    r = cli(
+        "run",
+        "--task",
+        "adding",
+        "--length",
+        "10",
+        "--hidden",
+        "8",
+        "--steps",
+        "10",
+        "--eval-every",
+        "5",
+        "--remedy",
+        "clip_grad_norm:max_norm=0.5",
+        "--json",
+    )
+    assert r.code == 0, r.err
+    d = r.json()
+    assert d["spec"]["remedies"] == {"clip_grad_norm": {"max_norm": 0.5}} and d["steps"] == [5, 10]
+    r = cli("run", "--task", "copying")
+    assert r.code == 2 and "'adding'" in r.err and "Traceback" not in r.err
+    r = cli("run", "--remedy", "clip_grad_norm:max_norm")
+    assert r.code == 2 and "key=number" in r.err
+    r = cli("sweep", str(_write_sweep(tmp_path / "s.toml")), "--out", str(tmp_path / "no" / "such"))
+    assert r.code == 2 and "Cannot create the run store" in r.err
+    assert not (tmp_path / "no").exists()
