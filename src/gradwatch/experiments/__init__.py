@@ -2,10 +2,12 @@
 
 - :class:`~gradwatch.experiments.spec.Spec` — one run, validated.
 - :func:`~gradwatch.experiments.runner.run` — train with the monitor attached, score by the task.
+- :func:`~gradwatch.experiments.batched.run_seeds` — K seeds as one vmapped model.
 - :class:`~gradwatch.experiments.store.RunStore` — crash-safe directory of runs.
 - :func:`~gradwatch.experiments.sweep.sweep` — a grid on a local process pool, resumable.
 """
 
+from gradwatch.experiments.batched import run_seeds
 from gradwatch.experiments.runner import Result, build_model, run
 from gradwatch.experiments.spec import MODELS, OPTIMIZERS, RUNNER_REMEDIES, Spec
 from gradwatch.experiments.store import RunStore
@@ -22,5 +24,6 @@ __all__ = [
     "expand_grid",
     "load_sweep",
     "run",
+    "run_seeds",
     "sweep",
 ]

@@ -20,7 +20,9 @@ from gradwatch.remedies.optim import SignSGD
 from gradwatch.remedies.regularizer import pascanu_penalty
 from gradwatch.tasks import get_task
 
-__all__ = ["Result", "build_model", "run"]
+__all__ = ["EVAL_SEED_OFFSET", "Result", "build_model", "run"]
+
+EVAL_SEED_OFFSET = 1_000_003  # the held-out batch of seed s is drawn with seed s + this
 
 
 @dataclass
@@ -148,7 +150,7 @@ def run(spec: Spec, run_dir: str | Path | None = None) -> Result:
     model = build_model(spec).to(device)
     opt = _optimizer(spec, model.parameters())
     data_gen = torch.Generator().manual_seed(spec.seed)
-    x_eval, y_eval = task.generate(spec.length, spec.eval_batch, seed=spec.seed + 1_000_003)
+    x_eval, y_eval = task.generate(spec.length, spec.eval_batch, seed=spec.seed + EVAL_SEED_OFFSET, jitter=spec.jitter)
     x_eval, y_eval = x_eval.to(device), y_eval.to(device)
     sequence = spec.model != "mlp"
     log = None if run_dir is None else Path(run_dir) / "monitor.jsonl"
@@ -164,7 +166,7 @@ def run(spec: Spec, run_dir: str | Path | None = None) -> Result:
         time_profile_every=spec.eval_every if sequence else None,
     ) as mon:
         for step in range(1, spec.steps + 1):
-            x, y = task.generate(spec.length, spec.batch_size, data_gen)
+            x, y = task.generate(spec.length, spec.batch_size, data_gen, jitter=spec.jitter)
             x, y = x.to(device), y.to(device)
             out = _forward(model, spec, x)
             loss = task.loss(out, y)

@@ -33,6 +33,7 @@ class Spec:
 
     Attributes:
         task, length: a name from ``gradwatch.tasks.TASKS`` and its sequence length T.
+        jitter: the authors' ±10 % length variation of the adding/multiplication tasks.
         model: "rnn" (hand-written, any activation), "lstm", "gru" or "mlp" (digits_mlp).
         activation, hidden, layers, norm, residual, init: the model's knobs (see gradwatch.models).
         remedies: ``{name: {param: value}}`` applied every step; names from ``RUNNER_REMEDIES``.
@@ -45,6 +46,7 @@ class Spec:
 
     task: str = "adding"
     length: int = 50
+    jitter: bool = True
     model: str = "rnn"
     activation: str = "tanh"
     hidden: int = 32

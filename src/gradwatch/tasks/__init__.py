@@ -58,8 +58,19 @@ class Task:
     min_length: int
     generate_fn: Callable[[int, int, Generator], tuple[torch.Tensor, torch.Tensor]]
 
-    def generate(self, length: int, batch_size: int, generator: Generator | None = None, *, seed: int = 0):
+    def generate(
+        self,
+        length: int,
+        batch_size: int,
+        generator: Generator | None = None,
+        *,
+        seed: int = 0,
+        jitter: bool = True,
+    ):
         """Draw a batch: ``(inputs, targets)``; inputs (B, T', n_inputs), batch first.
+
+        ``jitter=False`` turns off the authors' ±10 % length variation of the adding and
+        multiplication tasks (T' = T exactly), e.g. to stack batches of several seeds.
 
         Raises:
             ConfigError: ``length`` below the task's minimum or ``batch_size`` < 1.
@@ -67,6 +78,8 @@ class Task:
         T = _checks.positive_int(length, "length", self.name, minimum=self.min_length)
         B = _checks.positive_int(batch_size, "batch_size", self.name)
         gen = generator if generator is not None else torch.Generator().manual_seed(seed)
+        if self.name in ("adding", "multiplication"):
+            return self.generate_fn(T, B, gen, jitter)  # type: ignore[call-arg]
         return self.generate_fn(T, B, gen)
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -98,9 +111,11 @@ def _two_positions(B: int, T: int, gen: Generator) -> tuple[torch.Tensor, torch.
     return p0, p1
 
 
-def _marked_values(length: int, B: int, gen: Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _marked_values(
+    length: int, B: int, gen: Generator, jitter: bool = True
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     # the authors vary the length by up to 10 % per batch
-    T = length + int(torch.randint(0, max(1, int(length * 0.1)), (1,), generator=gen))
+    T = length + (int(torch.randint(0, max(1, int(length * 0.1)), (1,), generator=gen)) if jitter else 0)
     x = torch.zeros(B, T, 2)
     x[:, :, 1] = torch.rand(B, T, generator=gen)
     p0, p1 = _two_positions(B, T, gen)
@@ -110,13 +125,13 @@ def _marked_values(length: int, B: int, gen: Generator) -> tuple[torch.Tensor, t
     return x, x[rows, p0, 1], x[rows, p1, 1]
 
 
-def _adding(length: int, B: int, gen: Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    x, a, b = _marked_values(length, B, gen)
+def _adding(length: int, B: int, gen: Generator, jitter: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    x, a, b = _marked_values(length, B, gen, jitter)
     return x, (a + b) / 2
 
 
-def _multiplication(length: int, B: int, gen: Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    x, a, b = _marked_values(length, B, gen)
+def _multiplication(length: int, B: int, gen: Generator, jitter: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    x, a, b = _marked_values(length, B, gen, jitter)
     return x, a * b
 
 
