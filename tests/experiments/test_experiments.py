@@ -243,3 +243,26 @@ def test_cli_run_json_and_bad_input(cli, tmp_path):
     r = cli("sweep", str(_write_sweep(tmp_path / "s.toml")), "--out", str(tmp_path / "no" / "such"))
     assert r.code == 2 and "Cannot create the run store" in r.err
     assert not (tmp_path / "no").exists()
+
+
+def test_ray_executor_with_a_local_instance(tmp_path):
+    pytest.importorskip("ray")
+    specs = load_sweep(_write_sweep(tmp_path / "s.toml", lengths=(10,), seeds=(0, 1)))
+    local = {r.spec.run_id: r for r in sweep(specs, tmp_path / "local", workers=2, progress=False)}
+    results = sweep(specs, tmp_path / "ray", executor="ray", workers=2, progress=False)
+    assert len(results) == len(specs)
+    for r in results:
+        assert r.error == local[r.spec.run_id].error  # same numbers as the local executor
+        d = tmp_path / "ray" / r.spec.run_id
+        assert (d / "metrics.jsonl").is_file() and (d / "monitor.jsonl").is_file() and (d / "spec.json").is_file()
+
+
+def test_unreachable_ray_address_fails_in_seconds(tmp_path, cli):
+    pytest.importorskip("ray")
+    sweep_file = _write_sweep(tmp_path / "s.toml", lengths=(10,), seeds=(0,))
+    t0 = time.time()
+    r = cli("sweep", str(sweep_file), "--out", str(tmp_path / "o"), "--executor", "ray", "--ray-address", "127.0.0.1:1")
+    assert r.code == 2 and "Cannot reach the Ray cluster at '127.0.0.1:1'" in r.err
+    assert time.time() - t0 < 10
+    r = cli("sweep", str(sweep_file), "--out", str(tmp_path / "o"), "--executor", "slurm")
+    assert r.code == 2 and "'local', 'ray'" in r.err

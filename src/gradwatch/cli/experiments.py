@@ -95,14 +95,20 @@ def run_cmd(
 def sweep_cmd(
     file: Annotated[Path, typer.Argument(help="A TOML sweep file ([base], [grid], [[variant]]).")],
     out: Annotated[Path, typer.Option("--out", help="The run store directory.")],
-    executor: Annotated[str, typer.Option(help="local (a process pool).")] = "local",
+    executor: Annotated[str, typer.Option(help="local (a process pool) or ray.")] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option("--ray-address", help="host:port or ray://host:port of a Ray cluster (default: local Ray)."),
+    ] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: CPU cores).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Skip runs already finished in --out.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a grid of experiments into a run store, with a progress bar; resumable."""
     RunStore(out)  # an unwritable --out fails before any training
-    results = sweep(file, out, executor=executor, workers=workers, resume=resume, progress=not as_json)
+    results = sweep(
+        file, out, executor=executor, workers=workers, resume=resume, progress=not as_json, ray_address=ray_address
+    )
     solved = sum(r.success for r in results)
     if as_json:
         emit_json({"runs": len(results), "solved": solved, "out": str(out)})

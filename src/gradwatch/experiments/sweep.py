@@ -33,7 +33,7 @@ from gradwatch.experiments.store import RunStore
 
 __all__ = ["EXECUTORS", "expand_grid", "load_sweep", "sweep"]
 
-EXECUTORS = ("local",)
+EXECUTORS = ("local", "ray")
 
 
 def expand_grid(
@@ -102,6 +102,75 @@ def _run_into(spec_json: dict[str, Any], root: str) -> dict[str, Any]:
     return result.to_json()
 
 
+def _run_collect(spec_json: dict[str, Any]) -> dict[str, Any]:
+    """Run in a scratch folder and return the result and the run's files (for Ray workers,
+    which may not share a file system with the driver that owns the run store)."""
+    import tempfile
+
+    import torch
+
+    torch.set_num_threads(1)
+    spec = Spec.from_json(spec_json)
+    with tempfile.TemporaryDirectory(prefix="gradwatch-run-") as d:
+        result = run(spec, d)
+        files = {p.name: p.read_text() for p in Path(d).iterdir() if p.is_file()}
+    return {"result": result.to_json(), "files": files}
+
+
+def _check_reachable(address: str, timeout: float = 3.0) -> None:
+    """Fail in seconds, with a sentence, when a Ray address cannot be reached."""
+    import socket
+
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"The Ray address must be host:port or ray://host:port. Got {address!r}.")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"Cannot reach the Ray cluster at {address!r} ({exc.strerror or exc}); is it running?"
+        ) from None
+
+
+def _ray_results(todo: list[Spec], store: RunStore, workers: int, address: str | None) -> Iterable[Result]:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("executor='ray' needs Ray: pip install 'gradwatch[ray]'.") from None
+    if address is not None:
+        _check_reachable(address)
+    started_here = not ray.is_initialized()
+    if started_here:
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+        if address is None:
+            kwargs["num_cpus"] = workers
+        ray.init(address=address, **kwargs)
+    try:
+        remote = ray.remote(num_cpus=1)(_run_collect)
+        pending = [remote.remote(s.to_json()) for s in todo]
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            payload = ray.get(done[0])
+            result = Result.from_json(payload["result"])
+            d = store.start(result.spec)
+            for name, text in payload["files"].items():
+                (d / name).write_text(text)
+            store.finish(result)
+            yield result
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _local_results(todo: list[Spec], store: RunStore, workers: int) -> Iterable[Result]:
+    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
+        futures = [pool.submit(_run_into, s.to_json(), str(store.root)) for s in todo]
+        for fut in as_completed(futures):
+            yield Result.from_json(fut.result())
+
+
 def sweep(
     specs: Iterable[Spec] | str | Path,
     out: str | Path,
@@ -110,6 +179,7 @@ def sweep(
     workers: int | None = None,
     resume: bool = False,
     progress: bool = True,
+    ray_address: str | None = None,
     on_result: Callable[[Result], None] | None = None,
 ) -> list[Result]:
     """Run every spec into the run store at ``out``; returns all results (finished before or now).
@@ -117,10 +187,14 @@ def sweep(
     Args:
         specs: specs, or the path of a TOML sweep file.
         out: the run store directory (created; its parent must exist). Checked before any training.
-        executor: "local" (a process pool, one torch thread per worker).
+        executor: "local" (a process pool, one torch thread per worker) or "ray" (Ray tasks
+            of one CPU each; runs execute in scratch folders and the driver writes the store,
+            so workers need not share its file system).
         workers: pool size (default: the number of CPU cores).
         resume: skip specs whose result is already in the store.
         progress: show a rich progress bar with ETA and pass/fail counts on stderr.
+        ray_address: with executor="ray", a cluster's host:port or ray://host:port; None starts
+            Ray locally with ``workers`` CPUs. An unreachable address fails within seconds.
         on_result: called with each new result as it arrives.
 
     Raises:
@@ -150,17 +224,19 @@ def sweep(
         )
         bar.start()
         task_id = bar.add_task("runs", total=len(todo), passed=0, failed=0)
+    stream = (
+        _ray_results(todo, store, n_workers, ray_address)
+        if executor == "ray"
+        else _local_results(todo, store, n_workers)
+    )
     try:
-        with ProcessPoolExecutor(max_workers=n_workers, initializer=_init_worker) as pool:
-            futures = [pool.submit(_run_into, s.to_json(), str(store.root)) for s in todo]
-            for fut in as_completed(futures):
-                result = Result.from_json(fut.result())
-                passed += result.success
-                failed += not result.success
-                if bar is not None:
-                    bar.update(task_id, advance=1, passed=passed, failed=failed)
-                if on_result is not None:
-                    on_result(result)
+        for result in stream if todo else ():
+            passed += result.success
+            failed += not result.success
+            if bar is not None:
+                bar.update(task_id, advance=1, passed=passed, failed=failed)
+            if on_result is not None:
+                on_result(result)
     finally:
         if bar is not None:
             bar.stop()
