@@ -208,7 +208,8 @@ def test_report_renders_a_self_contained_page(tmp_path, cli):
     specs = load_sweep(_write_sweep(tmp_path / "s.toml", lengths=(10, 12), seeds=(0,)))
     sweep(specs, tmp_path / "out", workers=2, progress=False)
     page = render_store(tmp_path / "out")
-    assert page.count('src="data:image/png;base64,') == 3  # curves, success vs length, time profiles
+    # curves, success vs length, time profiles, and one gradient-flow heat map per group (4 groups)
+    assert page.count('src="data:image/png;base64,') == 3 + 4
     assert "http://" not in page and "https://" not in page
     r = cli("report", str(tmp_path / "out"))
     assert r.code == 0 and (tmp_path / "out" / "index.html").is_file()

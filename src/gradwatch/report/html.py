@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from matplotlib.figure import Figure
 
 from gradwatch.errors import ConfigError, OutputError
 from gradwatch.experiments import Result, RunStore
+from gradwatch.monitor.history import read_jsonl
+from gradwatch.monitor.plot import plot_history
 
 __all__ = ["group_results", "render_store", "write_report"]
 
@@ -93,6 +96,29 @@ def _profiles_figure(groups: dict[tuple[str, int], list[Result]]) -> Figure | No
     return fig
 
 
+def _flow_images(root: Path, groups: dict[tuple[str, int], list[Result]], limit: int = 12) -> list[tuple[str, str]]:
+    """The monitor's layer × step heat map for the first seed of each group (at most ``limit``)."""
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for (label, length), runs in list(groups.items())[:limit]:
+            first = min(runs, key=lambda r: r.spec.seed)
+            log = root / first.spec.run_id / "monitor.jsonl"
+            if not log.is_file():
+                continue
+            try:
+                history = read_jsonl(log)
+            except ConfigError:
+                continue
+            png = plot_history(history, Path(tmp) / "flow.png").read_bytes()
+            out.append(
+                (
+                    f"{label}, T={length}, seed {first.spec.seed}",
+                    "data:image/png;base64," + base64.b64encode(png).decode(),
+                )
+            )
+    return out
+
+
 def render_store(root: str | Path) -> str:
     """Render a run store as one self-contained HTML page.
 
@@ -120,6 +146,11 @@ def render_store(root: str | Path) -> str:
     if prof is not None:
         figures.append(("Gradient over time", prof))
     imgs = "\n".join(f'<h2>{html.escape(t)}</h2><img alt="{html.escape(t)}" src="{_png(f)}">' for t, f in figures)
+    flows = _flow_images(p, groups)
+    if flows:
+        imgs += "\n<h2>Gradient flow (the monitor's record of the first seed of each group)</h2>\n" + "\n".join(
+            f'<h3>{html.escape(title)}</h3><img alt="{html.escape(title)}" src="{src}">' for title, src in flows
+        )
     total = sum(r.wall_time for r in results)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>gradwatch report</title>

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from gradwatch import _checks
+from gradwatch.errors import ConfigError
 
 __all__ = ["TASKS", "Task", "get_task"]
 
@@ -221,8 +222,31 @@ def _digits_flat(length: int, B: int, gen: Generator):
     return X[idx].unsqueeze(1), y[idx]
 
 
-def _majority_error() -> float:
-    _, y = _digits()
+_MNIST1D: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
+def _mnist1d_data() -> tuple[torch.Tensor, torch.Tensor]:
+    global _MNIST1D
+    if _MNIST1D is None:
+        try:
+            from mnist1d.data import get_dataset_args, make_dataset
+        except ImportError:
+            raise ConfigError("Task 'mnist1d' needs the mnist1d package: pip install mnist1d.") from None
+        # built offline from its generator; mnist1d.get_dataset() would download
+        d = make_dataset(get_dataset_args())
+        _MNIST1D = (torch.tensor(d["x"], dtype=torch.float32), torch.tensor(d["y"], dtype=torch.long))
+    return _MNIST1D
+
+
+def _mnist1d(length: int, B: int, gen: Generator):
+    """Greydanus 2020's MNIST-1D (40-point 1-D digits), read one point per step."""
+    X, y = _mnist1d_data()
+    idx = torch.randint(0, X.shape[0], (B,), generator=gen)
+    return X[idx].unsqueeze(-1), y[idx]
+
+
+def _majority_error(name: str = "digits") -> float:
+    _, y = _mnist1d_data() if name == "mnist1d" else _digits()
     counts = torch.bincount(y)
     return float(1 - counts.max() / counts.sum())
 
@@ -299,6 +323,17 @@ TASKS: dict[str, Task] = {
         1,
         lambda T, B, g: _sequential_digits(T, B, g, permuted=True),
     ),
+    "mnist1d": Task(
+        "mnist1d",
+        "Greydanus 2020, 'Scaling down deep learning' (MNIST-1D), generated offline",
+        "classification",
+        1,
+        10,
+        float("nan"),
+        0.05,
+        1,
+        _mnist1d,
+    ),
     "digits_mlp": Task(
         "digits_mlp",
         "scikit-learn's digits (flat 64 pixels)",
@@ -322,5 +357,5 @@ def get_task(name: str) -> Task:
     _checks.choice(name, "task", "get_task", tuple(TASKS))
     task = TASKS[name]
     if math.isnan(task.chance_error):
-        task = Task(**{**task.__dict__, "chance_error": _majority_error()})
+        task = Task(**{**task.__dict__, "chance_error": _majority_error(name)})
     return task
