@@ -98,16 +98,18 @@ def plot_history(history: History, path: str | Path) -> Path:
     if history.activations:
         ax = axes[k]
         k += 1
-        for n, a in history.activations.items():
-            if a.kind == "none":
-                continue
+        drawn = [(n, a) for n, a in history.activations.items() if a.kind != "none"]
+        for n, a in drawn:
             ax.plot(a.steps, a.fraction, ".-", label=f"{n} ({a.kind})")
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("step")
         ax.set_ylabel("fraction of units")
-        ax.set_title("Saturated (σ′ < 1 % of max) or dead (0 for the whole batch) units")
-        if len(history.activations) <= 12:
-            ax.legend(fontsize=7, ncol=1 if len(names) <= 6 else 2, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        title = "Saturated (σ′ < 1 % of max) or dead (0 for the whole batch) units"
+        ax.set_title(
+            title if drawn else "No saturating or rectifying activation module to measure (LSTM/GRU gates are internal)"
+        )
+        if drawn and len(drawn) <= 12:
+            ax.legend(fontsize=7, ncol=1 if len(drawn) <= 6 else 2, loc="center left", bbox_to_anchor=(1.01, 0.5))
     if history.time_profiles:
         ax = axes[k]
         step, prof, hid = history.time_profiles[-1]
