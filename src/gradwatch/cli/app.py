@@ -52,6 +52,7 @@ def _register() -> None:
     app.command("run")(experiments.run_cmd)
     app.command("sweep")(experiments.sweep_cmd)
     app.command("report")(experiments.report_cmd)
+    app.command("reproduce")(experiments.reproduce_cmd)
 
 
 _register()
@@ -60,7 +61,8 @@ _register()
 def main(argv: list[str] | None = None) -> None:
     """Run the command line; turn every GradwatchError and usage error into one line and exit 2."""
     try:
-        app(args=argv, prog_name="gradwatch", standalone_mode=False)
+        # without standalone mode, click returns a typer.Exit's code instead of raising it
+        rc = app(args=argv, prog_name="gradwatch", standalone_mode=False)
     except GradwatchError as exc:
         print_error(str(exc))
         sys.exit(2)
@@ -81,4 +83,4 @@ def main(argv: list[str] | None = None) -> None:
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
         print_error(f"{exc.format_message()}{hint}")
         sys.exit(2 if exc.exit_code in (1, 2) else exc.exit_code)
-    sys.exit(0)
+    sys.exit(rc if isinstance(rc, int) else 0)

@@ -123,3 +123,27 @@ def report_cmd(
     """Write a self-contained HTML report of a run store."""
     path = write_report(store, out)
     Console(highlight=False).print(f"report written to {path}")
+
+
+def reproduce_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Folder for results.json and index.html.")] = Path("reproduce"),
+    full: Annotated[
+        bool, typer.Option("--full/--quick", help="Larger sizes (slow) or the quick tier (default).")
+    ] = False,
+    only: Annotated[list[str] | None, typer.Option("--only", help="Check only this claim id (repeatable).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-check the published claims implemented so far; exit 1 if any claim failed."""
+    from gradwatch.report.reproduce import reproduce
+
+    doc = reproduce("full" if full else "quick", only, out)
+    if as_json:
+        emit_json(doc)
+    else:
+        console = Console(highlight=False)
+        for r in doc["claims"]:
+            mark = "[green]pass[/]" if r["pass"] else "[red]FAIL[/]"
+            console.print(f"{mark} {r['id']}: {r['measured']}", markup=True)
+        console.print(f"{doc['passed']} held, {doc['failed']} did not; report: {out / 'index.html'}")
+    if doc["failed"]:
+        raise typer.Exit(1)

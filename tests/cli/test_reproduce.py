@@ -1,0 +1,42 @@
+"""`gradwatch reproduce`: the claims implemented so far, results.json, the page, bad input."""
+
+import json
+
+from gradwatch.report.claims import CLAIMS
+
+
+def test_every_implemented_claim_holds_and_is_reported(cli, tmp_path):
+    out = tmp_path / "rep"
+    r = cli("reproduce", "--quick", "--out", str(out), "--json")
+    assert r.code == 0, r.out[-2000:] + r.err
+    doc = json.loads((out / "results.json").read_text())
+    assert doc == r.json()
+    assert [c["id"] for c in doc["claims"]] == list(CLAIMS)
+    for c in doc["claims"]:
+        assert set(c) >= {"id", "source", "claim", "published", "measured", "pass", "seconds"}
+        assert c["pass"], c
+    assert doc["passed"] == len(CLAIMS) and doc["failed"] == 0
+    page = (out / "index.html").read_text()
+    assert page.count('src="data:image/png;base64,') == sum(1 for c in doc["claims"] if c["id"] != "history-compressor")
+    assert "http://" not in page and "https://" not in page
+
+
+def test_only_and_a_failing_claim_exits_1(cli, tmp_path, monkeypatch):
+    from gradwatch.report import claims
+
+    def broken(tier):
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(claims.CLAIMS, "loss-wall", claims.Claim("loss-wall", "s", "c", "p", "k", broken))
+    r = cli("reproduce", "--only", "doya-bistability", "--only", "loss-wall", "--out", str(tmp_path / "o"), "--json")
+    assert r.code == 1
+    doc = r.json()
+    assert [c["pass"] for c in doc["claims"]] == [True, False]
+    assert "RuntimeError: boom" in doc["claims"][1]["measured"]
+
+
+def test_bad_input_fails_before_any_experiment(cli, tmp_path):
+    r = cli("reproduce", "--only", "nope", "--out", str(tmp_path / "o"))
+    assert r.code == 2 and "'doya-bistability'" in r.err and not (tmp_path / "o").exists()
+    r = cli("reproduce", "--out", str(tmp_path / "missing" / "o"))
+    assert r.code == 2 and "Cannot create the output folder" in r.err
