@@ -118,3 +118,17 @@ def test_bad_input_is_named():
         get_task("adding").generate(5, 4)
     with pytest.raises(ConfigError, match=r"'batch_size'"):
         get_task("latching").generate(10, 0)
+
+
+def test_rare_events_task():
+    from gradwatch.tasks import rare_events
+
+    x, y = rare_events(32, 40, seed=0)
+    assert x.shape == (32, 40, 6) and torch.all(x.sum(-1) == 1)
+    sym = x.argmax(-1)
+    for b in range(32):
+        events = sym[b][sym[b] >= 3]
+        assert int(events[0]) == 3 + int(y[b])  # the class event comes first, within steps 1-3
+        assert int(torch.nonzero(sym[b] == 3 + int(y[b]))[0]) <= 3
+    with pytest.raises(ConfigError, match=r"'length' parameter of rare_events must be an integer >= 12"):
+        rare_events(4, 5)

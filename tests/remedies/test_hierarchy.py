@@ -6,28 +6,14 @@ from torch import nn
 
 from gradwatch.errors import ConfigError
 from gradwatch.remedies.hierarchy import HistoryCompressor
+from gradwatch.tasks import rare_events
 
 V = 6  # symbols 0, 1, 2 cycle predictably; 3 and 4 mark the class; 5 is a distractor
 
 
-def make(n, T, seed):
-    """A predictable 3-cycle; the class event (3 or 4) at t ∈ {1, 2, 3}; two distractors later."""
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, 2, (n,), generator=g)
-    seqs = torch.zeros(n, T, dtype=torch.long)
-    for b in range(n):
-        phase = int(torch.randint(0, 3, (1,), generator=g))
-        s = [(phase + t) % 3 for t in range(T)]
-        s[int(torch.randint(1, 4, (1,), generator=g))] = 3 + int(y[b])
-        for _ in range(2):
-            s[int(torch.randint(10, T - 1, (1,), generator=g))] = 5
-        seqs[b] = torch.tensor(s)
-    return nn.functional.one_hot(seqs, V).float(), y
-
-
 @pytest.fixture(scope="module")
 def data():
-    return make(256, 100, 0), make(512, 100, 1)
+    return rare_events(256, 100, seed=0), rare_events(512, 100, seed=1)
 
 
 @pytest.fixture(scope="module")

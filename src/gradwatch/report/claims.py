@@ -264,24 +264,11 @@ def _rprop(tier: str) -> Outcome:
 # --------------------------------------------------------------------------- 19. history compressor
 def _compressor(tier: str) -> Outcome:
     from gradwatch.remedies.hierarchy import HistoryCompressor
+    from gradwatch.tasks import rare_events
 
     V, T = 6, (100 if tier == "quick" else 300)
-
-    def make(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        g = torch.Generator().manual_seed(seed)
-        y = torch.randint(0, 2, (n,), generator=g)
-        seqs = torch.zeros(n, T, dtype=torch.long)
-        for b in range(n):
-            phase = int(torch.randint(0, 3, (1,), generator=g))
-            s = [(phase + t) % 3 for t in range(T)]
-            s[int(torch.randint(1, 4, (1,), generator=g))] = 3 + int(y[b])
-            for _ in range(2):
-                s[int(torch.randint(10, T - 1, (1,), generator=g))] = 5
-            seqs[b] = torch.tensor(s)
-        return nn.functional.one_hot(seqs, V).float(), y
-
-    x, y = make(256, 0)
-    xt, yt = make(512, 1)
+    x, y = rare_events(256, T, seed=0)
+    xt, yt = rare_events(512, T, seed=1)
     hc = HistoryCompressor(V, 2, hidden=8, epochs_automatizer=150, epochs_chunker=150, joint_epochs=10).fit(x, y)
     acc_h = float((hc.predict(xt) == yt).float().mean())
     mean_len = float(hc.compress(xt).lengths.float().mean())

@@ -27,7 +27,7 @@ from torch import nn
 from gradwatch import _checks
 from gradwatch.errors import ConfigError
 
-__all__ = ["TASKS", "Task", "get_task"]
+__all__ = ["TASKS", "Task", "get_task", "rare_events"]
 
 Generator = torch.Generator
 
@@ -359,3 +359,32 @@ def get_task(name: str) -> Task:
     if math.isnan(task.chance_error):
         task = Task(**{**task.__dict__, "chance_error": _majority_error(name)})
     return task
+
+
+def rare_events(n: int, length: int, *, seed: int = 0, n_distractors: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """A long-lag task for history compression (cf. Schmidhuber 1992; Hochreiter & Schmidhuber 1997, exp. 2a).
+
+    Symbols 0, 1, 2 cycle predictably from a random phase; the class event (symbol 3 or 4)
+    replaces one of steps 1–3; ``n_distractors`` distractor events (symbol 5) replace random
+    later steps. The class must be reported at the end, ``length`` steps later.
+
+    Returns:
+        (one-hot inputs (n, length, 6), labels (n,)).
+
+    Raises:
+        ConfigError: ``length`` < 12 or ``n`` < 1.
+    """
+    owner = "rare_events"
+    T = _checks.positive_int(length, "length", owner, minimum=12)
+    N = _checks.positive_int(n, "n", owner)
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 2, (N,), generator=g)
+    seqs = torch.zeros(N, T, dtype=torch.long)
+    for b in range(N):
+        phase = int(torch.randint(0, 3, (1,), generator=g))
+        s = [(phase + t) % 3 for t in range(T)]
+        s[int(torch.randint(1, 4, (1,), generator=g))] = 3 + int(y[b])
+        for _ in range(n_distractors):
+            s[int(torch.randint(10, T - 1, (1,), generator=g))] = 5
+        seqs[b] = torch.tensor(s)
+    return nn.functional.one_hot(seqs, 6).float(), y
