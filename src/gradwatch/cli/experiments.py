@@ -142,8 +142,10 @@ def reproduce_cmd(
     else:
         console = Console(highlight=False)
         for r in doc["claims"]:
-            mark = "[green]pass[/]" if r["pass"] else "[red]FAIL[/]"
+            mark = "[yellow]skipped[/]" if r["skipped"] else ("[green]pass[/]" if r["pass"] else "[red]FAIL[/]")
             console.print(f"{mark} {r['id']}: {r['measured']}", markup=True)
-        console.print(f"{doc['passed']} held, {doc['failed']} did not; report: {out / 'index.html'}")
+        console.print(
+            f"{doc['passed']} held, {doc['failed']} did not, {doc['skipped']} skipped; report: {out / 'index.html'}"
+        )
     if doc["failed"]:
         raise typer.Exit(1)

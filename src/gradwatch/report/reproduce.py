@@ -74,7 +74,8 @@ def reproduce(tier: str = "quick", only: Sequence[str] | None = None, out: str |
                 "published": claim.published,
                 "criterion": claim.criterion,
                 "measured": outcome.measured,
-                "pass": bool(outcome.passed),
+                "pass": None if outcome.skipped else bool(outcome.passed),
+                "skipped": outcome.skipped,
                 "seconds": round(time.perf_counter() - t0, 2),
                 "note": outcome.note,
             }
@@ -82,8 +83,9 @@ def reproduce(tier: str = "quick", only: Sequence[str] | None = None, out: str |
     doc = {
         "tier": tier,
         "claims": rows,
-        "passed": sum(r["pass"] for r in rows),
-        "failed": sum(not r["pass"] for r in rows),
+        "passed": sum(r["pass"] is True for r in rows),
+        "failed": sum(r["pass"] is False for r in rows),
+        "skipped": sum(r["skipped"] for r in rows),
     }
     tmp = folder / "results.json.tmp"
     tmp.write_text(json.dumps(doc, indent=1))
@@ -103,14 +105,18 @@ def _img(outcome: Outcome) -> str:
 
 def _page(doc: dict[str, Any], outcomes: dict[str, Outcome]) -> str:
     esc = html.escape
+
+    def verdict(r: dict[str, Any]) -> str:
+        return "skipped" if r["skipped"] else ("pass" if r["pass"] else "FAIL")
+
     summary = "".join(
-        f'<tr class="{"pass" if r["pass"] else "fail"}"><td><a href="#{esc(r["id"])}">{esc(r["id"])}</a></td>'
+        f'<tr class="{verdict(r).lower()}"><td><a href="#{esc(r["id"])}">{esc(r["id"])}</a></td>'
         f"<td>{esc(r['claim'])}</td><td>{esc(r['published'])}</td><td>{esc(r['measured'])}</td>"
-        f"<td>{'pass' if r['pass'] else 'FAIL'}</td></tr>"
+        f"<td>{verdict(r)}</td></tr>"
         for r in doc["claims"]
     )
     sections = "".join(
-        f'<section id="{esc(r["id"])}"><h2>{esc(r["id"])}: {"pass" if r["pass"] else "FAIL"}</h2>'
+        f'<section id="{esc(r["id"])}"><h2>{esc(r["id"])}: {verdict(r)}</h2>'
         f"<p><b>Source:</b> {esc(r['source'])}</p><p><b>Claim:</b> {esc(r['claim'])}</p>"
         f"<p><b>Published:</b> {esc(r['published'])}</p><p><b>Criterion:</b> {esc(r['criterion'])}</p>"
         f"<p><b>Measured:</b> {esc(r['measured'])} ({r['seconds']} s)</p>"
@@ -126,7 +132,7 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;ve
 tr.pass td:last-child{{color:#176b17;font-weight:bold}}tr.fail td:last-child{{color:#b00;font-weight:bold}}
 img{{max-width:100%}}section{{margin-top:2em}}</style></head><body>
 <h1>gradwatch reproduce ({esc(doc["tier"])})</h1>
-<p>{doc["passed"]} of {len(doc["claims"])} claims held, {doc["failed"]} did not.</p>
+<p>{doc["passed"]} of {len(doc["claims"])} claims held, {doc["failed"]} did not, {doc["skipped"]} could not run here.</p>
 <table><tr><th>claim</th><th>statement</th><th>published</th><th>measured</th><th>result</th></tr>{summary}</table>
 {sections}
 </body></html>
