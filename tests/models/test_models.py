@@ -21,8 +21,12 @@ def test_mlp_residual_block_is_identity_plus_branch():
     net = models.mlp(2, 8, 4, 1, activation="relu", residual=True, norm="layer", seed=1)
     block = net.blocks[0]
     x = torch.randn(3, 8)
-    torch.testing.assert_close(block(x), x + block.act(block.norm(block.linear(x))))
-    assert isinstance(models.mlp(1, 8, 4, 1, norm="batch").blocks[0].norm, nn.BatchNorm1d)
+    # pre-activation block (He et al. 2016b): identity skip + Linear(act(norm(x)))
+    torch.testing.assert_close(block(x), x + block.linear(block.act(block.norm(x))))
+    plain = models.mlp(1, 8, 4, 1, norm="batch").blocks[0]
+    assert isinstance(plain.norm, nn.BatchNorm1d)
+    torch.testing.assert_close(plain(x), plain.act(plain.norm(plain.linear(x))))
+    assert net.final is not None and models.mlp(1, 8, 4, 1).final is None
 
 
 def test_mlp_seed_is_reproducible_and_leaves_global_rng_alone():

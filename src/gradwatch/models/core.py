@@ -36,7 +36,14 @@ _INIT_NAMES = (*INITS, "default")
 
 
 class _Block(nn.Module):
-    """Linear → [norm] → activation, optionally with an identity skip: x + f(x)."""
+    """One hidden block.
+
+    Plain (``residual=False``): Linear → [norm] → activation.
+    Residual (``residual=True``): x + Linear(activation([norm](x))) — the pre-activation
+    block of He et al. 2016b ("Identity mappings in deep residual networks"), whose skip
+    path is an exact identity and whose branch can add negative values (a post-activation
+    ReLU branch could only add, and a deep stack of them drifts).
+    """
 
     def __init__(self, width: int, activation: str, norm: str | None, residual: bool) -> None:
         super().__init__()
@@ -45,16 +52,19 @@ class _Block(nn.Module):
         self.act = ACTIVATIONS[activation]()
         self.residual = residual
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
+        """The residual branch F(x) (residual blocks), or the whole block (plain ones)."""
+        if self.residual:
+            return self.linear(self.act(x if self.norm is None else self.norm(x)))
         h = self.linear(x)
-        if self.norm is not None:
-            h = self.norm(h)
-        h = self.act(h)
-        return x + h if self.residual else h
+        return self.act(h if self.norm is None else self.norm(h))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.branch(x) if self.residual else self.branch(x)
 
 
 class MLP(nn.Module):
-    """input Linear → activation → ``depth`` blocks → output Linear (built by :func:`mlp`)."""
+    """input Linear → activation → ``depth`` blocks → [norm → activation, residual nets] → output Linear."""
 
     def __init__(
         self,
@@ -70,10 +80,20 @@ class MLP(nn.Module):
         self.input = nn.Linear(in_dim, width)
         self.input_act = ACTIVATIONS[activation]()
         self.blocks = nn.Sequential(*[_Block(width, activation, norm, residual) for _ in range(depth)])
+        # pre-activation stacks end with their own normalization and activation (He et al. 2016b)
+        self.final = None
+        if residual:
+            final_norm = (
+                nn.Identity() if norm is None else (nn.BatchNorm1d(width) if norm == "batch" else nn.LayerNorm(width))
+            )
+            self.final = nn.Sequential(final_norm, ACTIVATIONS[activation]())
         self.output = nn.Linear(width, out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.output(self.blocks(self.input_act(self.input(x))))
+        h = self.blocks(self.input_act(self.input(x)))
+        if self.final is not None:
+            h = self.final(h)
+        return self.output(h)
 
 
 def _check_common(owner: str, activation: str, init: str | None) -> None:
@@ -112,7 +132,8 @@ def mlp(
         width, in_dim, out_dim: sizes (≥ 1).
         activation: one of ``ACTIVATIONS``.
         norm: None, "batch" (``nn.BatchNorm1d``) or "layer" (``nn.LayerNorm``), before the activation.
-        residual: identity skip connections around every block (x + f(x)).
+        residual: identity skip connections around every block: x + F(x) with the
+            pre-activation branch F(x) = Linear(activation(norm(x))) of He et al. 2016b.
         init: None/"default" (torch's), or a name from ``gradwatch.remedies.init.INITS``.
         seed: seeds the initialization (the global RNG is forked, not touched).
 
