@@ -28,6 +28,7 @@ def test_every_implemented_claim_holds_and_is_reported(cli, tmp_path):
         "kumar-init",
         "yilmaz-poli-init",
         "faster-hardware",
+        "he-degradation",
     }
     assert page.count('src="data:image/png;base64,') == sum(1 for c in doc["claims"] if c["id"] not in without_figure)
     assert "http://" not in page and "https://" not in page
