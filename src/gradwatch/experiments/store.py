@@ -14,7 +14,7 @@ import os
 import shutil
 from pathlib import Path
 
-from gradwatch.errors import OutputError
+from gradwatch._output import prepare_folder
 from gradwatch.experiments.runner import Result
 from gradwatch.experiments.spec import Spec
 
@@ -29,13 +29,7 @@ class RunStore:
     """
 
     def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-        try:
-            self.root.mkdir(parents=False, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"Cannot create the run store {str(self.root)!r}: {exc.strerror or exc}.") from None
-        if not os.access(self.root, os.W_OK):
-            raise OutputError(f"Cannot write into the run store {str(self.root)!r}.")
+        self.root = prepare_folder(root, "run store")
 
     def run_dir(self, spec: Spec) -> Path:
         """Where the run of ``spec`` lives."""

@@ -92,7 +92,6 @@ class Layer:
 class _Pending:
     step: int
     row: torch.Tensor
-    has_loss: bool = False
     loss: torch.Tensor | None = None
     weights: torch.Tensor | None = None
     activations: dict[str, tuple[torch.Tensor, int, int]] = field(default_factory=dict)
@@ -548,7 +547,7 @@ class Monitor:
                 stacklevel=2,
             )
             return
-        pending = _Pending(step=s, row=self._grad_row(grads), has_loss=loss is not None)
+        pending = _Pending(step=s, row=self._grad_row(grads))
         if loss is not None:
             pending.loss = loss.detach().reshape(-1)[:1] if torch.is_tensor(loss) else torch.tensor([float(loss)])
         for name, calls in self._act_buffer.items():

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -13,19 +11,13 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from gradwatch._output import png_data_uri
 from gradwatch.errors import ConfigError, OutputError
 from gradwatch.experiments import Result, RunStore
 from gradwatch.monitor.history import read_jsonl
 from gradwatch.monitor.plot import plot_history
 
 __all__ = ["group_results", "render_store", "write_report"]
-
-
-def _png(fig: Figure) -> str:
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=100)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 def _label(spec_json: dict[str, Any]) -> str:
@@ -113,7 +105,7 @@ def _flow_images(root: Path, groups: dict[tuple[str, int], list[Result]], limit:
             out.append(
                 (
                     f"{label}, T={length}, seed {first.spec.seed}",
-                    "data:image/png;base64," + base64.b64encode(png).decode(),
+                    png_data_uri(png),
                 )
             )
     return out
@@ -145,7 +137,9 @@ def render_store(root: str | Path) -> str:
     prof = _profiles_figure(groups)
     if prof is not None:
         figures.append(("Gradient over time", prof))
-    imgs = "\n".join(f'<h2>{html.escape(t)}</h2><img alt="{html.escape(t)}" src="{_png(f)}">' for t, f in figures)
+    imgs = "\n".join(
+        f'<h2>{html.escape(t)}</h2><img alt="{html.escape(t)}" src="{png_data_uri(f)}">' for t, f in figures
+    )
     flows = _flow_images(p, groups)
     if flows:
         imgs += "\n<h2>Gradient flow (the monitor's record of the first seed of each group)</h2>\n" + "\n".join(

@@ -22,8 +22,8 @@ import torch
 from matplotlib.figure import Figure
 
 from gradwatch import _checks
-from gradwatch._output import save_figure, to_json_number
-from gradwatch.errors import OutputError, check_writable
+from gradwatch._output import prepare_folder, save_figure, to_json_number
+from gradwatch.errors import check_writable
 from gradwatch.theory import doya, landscape, rnn, spectrum
 
 __all__ = [
@@ -448,12 +448,7 @@ def lab_all(out_dir: str | Path) -> dict[str, Any]:
     Raises:
         OutputError: ``out_dir`` cannot be created or written.
     """
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=False, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"Cannot create the output folder {str(out)!r}: {exc.strerror or exc}.") from None
-    check_writable(out / "summary.json", "summary file")
+    out = prepare_folder(out_dir)
     runs = [lab_doya(), lab_landscape(), lab_note3(), lab_rnn(), lab_spectrum()]
     result: dict[str, Any] = {}
     figures = {}

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 import time
 import traceback
@@ -13,25 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from gradwatch import _checks
-from gradwatch.errors import OutputError
+from gradwatch._output import png_data_uri, prepare_folder
 from gradwatch.report.claims import CLAIMS, TIERS, Outcome
 
 __all__ = ["reproduce"]
-
-
-def _prepare(out: str | Path) -> Path:
-    p = Path(out)
-    try:
-        p.mkdir(parents=False, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"Cannot create the output folder {str(p)!r}: {exc.strerror or exc}.") from None
-    probe = p / ".gradwatch-write-test"
-    try:
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise OutputError(f"Cannot write into {str(p)!r}: {exc.strerror or exc}.") from None
-    return p
 
 
 def reproduce(tier: str = "quick", only: Sequence[str] | None = None, out: str | Path = "reproduce") -> dict[str, Any]:
@@ -51,7 +34,7 @@ def reproduce(tier: str = "quick", only: Sequence[str] | None = None, out: str |
     ids = list(only) if only else list(CLAIMS)
     for cid in ids:
         _checks.choice(cid, "only", "reproduce", tuple(CLAIMS))
-    folder = _prepare(out)
+    folder = prepare_folder(out)
     rows = []
     outcomes: dict[str, Outcome] = {}
     for cid in ids:
@@ -97,10 +80,7 @@ def reproduce(tier: str = "quick", only: Sequence[str] | None = None, out: str |
 def _img(outcome: Outcome) -> str:
     if outcome.figure is None:
         return ""
-    buf = io.BytesIO()
-    outcome.figure.tight_layout()
-    outcome.figure.savefig(buf, format="png", dpi=100)
-    return f'<img alt="figure" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+    return f'<img alt="figure" src="{png_data_uri(outcome.figure)}">'
 
 
 def _page(doc: dict[str, Any], outcomes: dict[str, Outcome]) -> str:
