@@ -8,7 +8,10 @@ sink writes, one per line, and what ``gradwatch show`` reads back) is::
                          "update_ratio": ..., "numel": ...}, ...},
      "activations": {"act.0": {"kind": "saturation", "fraction": 0.74, "std": 0.31}},  # some steps
      "time_profile": {"input": [...], "hidden": [...]},                                  # some steps
-     "nonfinite": {"step": 12, "module": "fc.3", "tensor": "parameter gradient", ...}}  # once
+     "nonfinite": {"step": 12, "module": "fc.3", "tensor": "parameter gradient", ...},  # once
+     "clip": {"pre": 5.1, "post": 1.0},      # steps where the user's clipping changed the gradient
+     "loss_scale": 65536.0,                  # with Monitor(scaler=...)
+     "skipped": true, "skip_reason": "..."   # steps a GradScaler skipped
     }
 
 Non-finite numbers are written as the strings "nan", "inf" and "-inf" so every line stays
@@ -137,6 +140,10 @@ class History:
         activations: module name → :class:`ActivationHistory`.
         time_profiles: list of (step, ‖∂L/∂u_t‖ array (T,), ‖∂L/∂h_t‖ array or None).
         nonfinite: the first non-finite value, or None.
+        clip_pre, clip_post: global norm before and after the user's clipping, shape (S,);
+            NaN on steps where no clipping was seen.
+        skipped: whether a GradScaler skipped the step's optimizer update, shape (S,).
+        loss_scale: the GradScaler's scale in force at the step (NaN without one), shape (S,).
     """
 
     steps: np.ndarray
@@ -146,11 +153,38 @@ class History:
     activations: dict[str, ActivationHistory] = field(default_factory=dict)
     time_profiles: list[tuple[int, np.ndarray, np.ndarray | None]] = field(default_factory=list)
     nonfinite: NonFinite | None = None
+    clip_pre: np.ndarray | None = None
+    clip_post: np.ndarray | None = None
+    skipped: np.ndarray | None = None
+    loss_scale: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        S = self.n_steps
+        for name in ("clip_pre", "clip_post", "loss_scale"):
+            if getattr(self, name) is None:
+                setattr(self, name, np.full(S, np.nan))
+        if self.skipped is None:
+            self.skipped = np.zeros(S, dtype=bool)
 
     @property
     def n_steps(self) -> int:
         """Number of recorded steps S."""
         return int(self.steps.shape[0])
+
+    def clip_rate(self, window: int = 100) -> np.ndarray:
+        """Fraction of the last ``window`` recorded steps whose gradient was clipped, shape (S,).
+
+        A step counts as clipped when its post-clip norm is below its pre-clip norm.
+        """
+        window = int(window)
+        if window < 1:
+            raise ConfigError(f"The 'window' parameter of History.clip_rate must be >= 1. Got {window} instead.")
+        with np.errstate(invalid="ignore"):
+            clipped = (self.clip_post < self.clip_pre).astype(float)
+        csum = np.concatenate([[0.0], np.cumsum(clipped)])
+        idx = np.arange(1, self.n_steps + 1)
+        lo = np.maximum(idx - window, 0)
+        return (csum[idx] - csum[lo]) / (idx - lo)
 
     def layer_matrix(self, quantity: str = "grad_norm") -> np.ndarray:
         """Stack one quantity of every layer: shape (n_layers, S), rows in depth order."""
@@ -182,8 +216,15 @@ class History:
         acts: dict[str, tuple[str, list[int], list[float], list[float]]] = {}
         profiles: list[tuple[int, np.ndarray, np.ndarray | None]] = []
         nonfinite = None
+        clip_pre, clip_post, scale = np.full(S, np.nan), np.full(S, np.nan), np.full(S, np.nan)
+        skipped = np.zeros(S, dtype=bool)
         for i, r in enumerate(recs):
             steps[i] = int(r["step"])
+            clip = r.get("clip")
+            if clip:
+                clip_pre[i], clip_post[i] = from_json_number(clip.get("pre")), from_json_number(clip.get("post"))
+            skipped[i] = bool(r.get("skipped", False))
+            scale[i] = from_json_number(r.get("loss_scale"))
             ggn[i] = from_json_number(r.get("global_grad_norm"))
             loss[i] = from_json_number(r.get("loss"))
             for name, stats in r.get("layers", {}).items():
@@ -224,6 +265,10 @@ class History:
             },
             time_profiles=profiles,
             nonfinite=nonfinite,
+            clip_pre=clip_pre,
+            clip_post=clip_post,
+            skipped=skipped,
+            loss_scale=scale,
         )
 
 

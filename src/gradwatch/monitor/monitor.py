@@ -44,8 +44,8 @@ from torch.utils.hooks import RemovableHandle
 from gradwatch import _checks
 from gradwatch._output import to_json_number
 from gradwatch.errors import ConfigError, GradwatchError
-from gradwatch.monitor import timeline
-from gradwatch.monitor.history import History, NonFinite
+from gradwatch.monitor import distributed, timeline
+from gradwatch.monitor.history import History, NonFinite, from_json_number
 from gradwatch.monitor.nonfinite import NonFiniteError, NonFiniteTracer
 from gradwatch.monitor.sinks import JSONL, Sink
 from gradwatch.monitor.verdict import Thresholds, Verdict, verdict
@@ -97,6 +97,7 @@ class _Pending:
     activations: dict[str, tuple[torch.Tensor, int, int]] = field(default_factory=dict)
     profile: torch.Tensor | None = None
     hidden: torch.Tensor | None = None
+    scale: torch.Tensor | None = None
 
 
 def _activation_kind(module: nn.Module) -> str | None:
@@ -214,10 +215,31 @@ class Monitor:
         trace_nonfinite: also check forward outputs and gradients w.r.t. module outputs
             and inputs, to find where a NaN/Inf came from (costs hooks on every leaf module).
         thresholds: the verdict's thresholds.
+        scaler: the ``torch.amp.GradScaler`` of a mixed-precision loop. Norms are then
+            always those of the *unscaled* gradient, whether ``mon.step()`` runs before or
+            after ``scaler.unscale_``/``scaler.step``/``scaler.update`` (the monitor divides
+            its own numbers by the scale in force; it never touches the gradients), each
+            record carries ``"loss_scale"``, and steps the scaler skipped (inf/NaN found)
+            carry ``"skipped": true`` and ``"skip_reason"``. Fused optimizers that unscale
+            inside their step (``_step_supports_amp_scaling``): call ``mon.step()`` before
+            ``scaler.step``.
+        accumulation_steps: with gradient accumulation, the number of micro-batches per
+            optimizer step when ``mon.step()`` is called after every micro-batch: only
+            every ``accumulation_steps``-th call records (the accumulated gradient), with
+            the mean of the losses passed. Leave at 1 when ``mon.step()`` is called once per
+            optimizer step.
+        clip: with an optimizer, the global norm is measured again just before the
+            optimizer consumes the gradient; if it differs from the norm ``mon.step()``
+            read (the user clipped in between), the record carries
+            ``"clip": {"pre": ..., "post": ...}``. None (default): only on steps where the
+            gradient changed; True: on every step where both were measured; False: never.
+            Needs ``mon.step()`` before clipping (see docs/integrations.md).
+        sinks_on_all_ranks: under torch.distributed, every rank writes its sinks;
+            default False: only rank 0 does (all ranks still record, for ``verdict()``).
 
     Raises:
         ConfigError: no parameter requires grad, a filter matches nothing, or a
-            parameter is out of range.
+            parameter is out of range; a scaler without an optimizer.
     """
 
     def __init__(
@@ -242,6 +264,10 @@ class Monitor:
         on_nonfinite: str = "record",
         trace_nonfinite: bool = False,
         thresholds: Thresholds | None = None,
+        scaler: torch.amp.GradScaler | None = None,
+        accumulation_steps: int = 1,
+        clip: bool | None = None,
+        sinks_on_all_ranks: bool = False,
     ) -> None:
         owner = "Monitor"
         if not isinstance(model, nn.Module):
@@ -267,6 +293,21 @@ class Monitor:
             else _checks.positive_int(time_profile_every, "time_profile_every", owner)
         )
         self.grad_max = bool(grad_max)
+        self.accumulation_steps = _checks.positive_int(accumulation_steps, "accumulation_steps", owner)
+        if clip not in (None, True, False):
+            raise ConfigError(f"The 'clip' parameter of Monitor must be None, True or False. Got {clip!r} instead.")
+        self.clip = clip
+        if scaler is not None:
+            if not hasattr(scaler, "update") or not hasattr(scaler, "unscale_"):
+                raise ConfigError(
+                    f"The 'scaler' parameter of Monitor must be a torch.amp.GradScaler or None. "
+                    f"Got {type(scaler).__name__}."
+                )
+            if optimizer is None:
+                raise ConfigError(
+                    "Monitor(scaler=...) needs the optimizer too: the scaler's state is kept per optimizer."
+                )
+        self.scaler = scaler
         self.on_nonfinite = _checks.choice(on_nonfinite, "on_nonfinite", owner, ON_NONFINITE)
         self.time_dim, self.batch_dim = int(time_dim), int(batch_dim)
         self.thresholds = thresholds or Thresholds()
@@ -282,11 +323,14 @@ class Monitor:
         for i, layer in enumerate(self.layers):
             mod = self._layer_modules[layer.name]
             for pname, p in mod.named_parameters(recurse=False):
-                if p.requires_grad and p.numel() > 0:
+                if pname in layer.parameters and p.numel() > 0:
                     self._params.append(p)
                     self._param_names.append(f"{layer.name}.{pname}" if layer.name else pname)
                     owner_of.append(i)
-        self._device = self._params[0].device
+        self._sharded = (
+            distributed.ShardedNorms(self._params) if any(distributed.is_dtensor(p) for p in self._params) else None
+        )
+        self._device = distributed.local(self._params[0]).device
         self._owner_np = np.asarray(owner_of, dtype=np.int64)
         self._layer_starts = np.searchsorted(self._owner_np, np.arange(len(self.layers)))
         self._uniform = all(p.device == self._device and p.dtype == self._params[0].dtype for p in self._params)
@@ -297,6 +341,24 @@ class Monitor:
         self._sinks: list[Sink] = list(sinks or [])
         if log is not None:
             self._sinks.append(JSONL(log))
+        if not sinks_on_all_ranks and distributed.rank() != 0:
+            for sink in self._sinks:
+                sink.close()
+            self._sinks = []
+        self._micro = 0
+        self._micro_losses: list[torch.Tensor] = []
+        self._opt_steps = 0
+        self._opt_steps_at_record = 0
+        self._warned_accumulation = False
+        self._post: dict[int, torch.Tensor] = {}
+        self._skips: dict[int, torch.Tensor] = {}
+        self._skip_next: torch.Tensor | None = None
+        self._scaler_updated = False  # scaler.update() ran since the last step() call
+        self._call_since_update = False  # a step() call in this scaler iteration (scale() … update())
+        self._last_call_recorded = False
+        self._last_record: int | None = None
+        self._scaler_update: Any = None
+        self._scale_used: torch.Tensor | None = None
         self._calls = 0
         self._closed = False
         self._pending: list[_Pending] = []
@@ -341,6 +403,8 @@ class Monitor:
         if optimizer is not None:
             self._handles.append(optimizer.register_step_pre_hook(self._before_optimizer_step))
             self._handles.append(optimizer.register_step_post_hook(self._after_optimizer_step))
+        if scaler is not None:
+            self._wrap_scaler_update()
         self._tracer: NonFiniteTracer | None = None
         if trace_nonfinite:
             leaves = [(n, m) for n, m in model.named_modules() if not list(m.children())]
@@ -366,8 +430,15 @@ class Monitor:
 
         inc, exc = matcher(include), matcher(exclude)
         candidates: list[Layer] = []
+        seen: set[int] = set()
         for name, module in model.named_modules():
-            params = [(pn, p) for pn, p in module.named_parameters(recurse=False) if p.requires_grad]
+            # A shared (tied) parameter belongs to the first module that owns it, as in
+            # model.named_parameters(): counting it twice would inflate every global norm.
+            params = [
+                (pn, p)
+                for pn, p in module.named_parameters(recurse=False)
+                if p.requires_grad and id(p) not in seen and not seen.add(id(p))  # type: ignore[func-returns-value]
+            ]
             if params:
                 candidates.append(
                     Layer(
@@ -400,7 +471,7 @@ class Monitor:
             if name not in self._first_calls:
                 self._first_calls.append(name)
 
-        return hook
+        return torch.compiler.disable(hook)
 
     # ------------------------------------------------------------------ arming per-step hooks
     def _is_due(self, step: int, period: int | None) -> bool:
@@ -448,7 +519,9 @@ class Monitor:
                     buf = self._act_scratch[name] = torch.empty(y.shape, dtype=torch.float32, device=y.device)
                 self._act_buffer.setdefault(name, []).append(_activation_stats(module, kind, y, buf))
 
-        return hook
+        # Under torch.compile the hook runs eagerly (a graph break on the steps it is armed):
+        # traced, its side effects on the monitor's buffers would be lost.
+        return torch.compiler.disable(hook)
 
     def _profile_hook(self, module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
         if not torch.is_grad_enabled() or not args:
@@ -480,33 +553,106 @@ class Monitor:
         self._profile_input = new
         return (new, *args[1:])
 
+    # ------------------------------------------------------------------ AMP
+    def _wrap_scaler_update(self) -> None:
+        """Shadow ``scaler.update`` and ``scaler.scale`` (instance attributes, removed at close).
+
+        ``update`` tells which steps the scaler skipped and that the gradients are now
+        unscaled; ``scale`` (called before each backward) that they are scaled again.
+        """
+        scaler = self.scaler
+        original_update, original_scale = scaler.update, scaler.scale
+
+        def update(*args: Any, **kwargs: Any) -> Any:
+            self._on_scaler_update()
+            if scaler._scale is not None:  # the scale this iteration's gradients were computed with
+                self._scale_used = scaler._scale.detach().reshape(1).clone()
+            return original_update(*args, **kwargs)
+
+        def scale(*args: Any, **kwargs: Any) -> Any:
+            # a new iteration: its gradients will be scaled, and no step() call belongs to it yet
+            self._scaler_updated = False
+            self._call_since_update = False
+            return original_scale(*args, **kwargs)
+
+        scaler.update = update  # type: ignore[method-assign]
+        scaler.scale = scale  # type: ignore[method-assign]
+        self._scaler_update = (update, scale)
+
+    def _on_scaler_update(self) -> None:
+        state = self.scaler._per_optimizer_states.get(id(self.optimizer))
+        found = list((state or {}).get("found_inf_per_device", {}).values())
+        self._scaler_updated = True  # until the next scaler.scale(): the gradients are unscaled
+        if not found:
+            return  # scaler.step(optimizer) was not called this iteration
+        flag = torch.stack([f.reshape(()).to(self._device, torch.float32) for f in found]).sum()
+        if self._call_since_update:  # mon.step() ran before scaler.update() in this iteration
+            if self._last_call_recorded and self._last_record is not None:
+                self._skips[self._last_record] = flag
+        else:  # mon.step() comes after scaler.update(): the flag is for the next call
+            self._skip_next = flag
+        self._call_since_update = False
+
+    def _skip_pending(self) -> bool:
+        """Whether a scaler.update() ran since the last record (a skipped step looks like accumulation)."""
+        return self.scaler is not None and (self._skip_next is not None or not self._call_since_update)
+
+    def _inverse_scale(self) -> torch.Tensor | None:
+        """1/scale when the gradients are still scaled now, else None.
+
+        The gradients are scaled from backward until ``unscale_`` (explicit, or inside
+        ``scaler.step``); after ``scaler.update`` they stay unscaled until the next backward.
+        """
+        scaler = self.scaler
+        if scaler is None or not scaler.is_enabled() or scaler._scale is None:
+            return None
+        from torch.amp.grad_scaler import OptState
+
+        state = scaler._per_optimizer_states.get(id(self.optimizer))
+        stage = OptState.READY if state is None else state["stage"]
+        if stage is not OptState.READY or self._scaler_updated:
+            return None
+        return scaler._scale.double().reciprocal().to(self._device)
+
     # ------------------------------------------------------------------ optimizer hooks
     def _before_optimizer_step(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         # Snapshot θ only when this optimizer step belongs to a recorded weights step: either
         # step() was already called for it, or (optimizer-first loops) it is about to be.
         if self._optimizer_first is None:
             self._optimizer_first = self._calls == 0
+        if (
+            self.clip is not False
+            and self._optimizer_first is False
+            and self._last_record is not None
+            and self._opt_steps_at_record == self._opt_steps
+            and self._last_record not in self._post
+        ):
+            # the gradient the optimizer is about to consume (after any clipping)
+            self._post[self._last_record] = self._l2_row([p.grad for p in self._params], self._inverse_scale())
         if self._optimizer_first:
             if not self._is_due(self._calls, self.weights_every):
                 return
         elif self._awaiting_update is None:
             return
         with torch.no_grad():
-            live = [p.detach() for p in self._params]
+            live = [distributed.local(p.detach()) for p in self._params]
             if self._prev_params is None:
                 self._prev_params = [p.clone() for p in live]
             else:
                 torch._foreach_copy_(self._prev_params, live)  # persistent buffers: no allocation
-            self._snapshot_norms = self._stack(torch._foreach_norm(self._prev_params))
+            self._snapshot_norms = self._l2_row(self._prev_params)
         self._snapshot_taken = True
 
     def _after_optimizer_step(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        self._opt_steps += 1
         if not self._snapshot_taken or self._prev_params is None:
             return
         self._snapshot_taken = False
         with torch.no_grad():
-            torch._foreach_sub_(self._prev_params, [p.detach() for p in self._params])  # now θ_old − θ_new
-            both = torch.cat([self._snapshot_norms, self._stack(torch._foreach_norm(self._prev_params))])
+            torch._foreach_sub_(
+                self._prev_params, [distributed.local(p.detach()) for p in self._params]
+            )  # now θ_old − θ_new
+            both = torch.cat([self._snapshot_norms, self._l2_row(self._prev_params)])
         if self._awaiting_update is not None:
             self._updates[self._awaiting_update] = both
             self._awaiting_update = None
@@ -531,6 +677,39 @@ class Monitor:
         """
         if self._closed:
             raise GradwatchError("Monitor.step() called after close(): create a new Monitor.")
+        if self.accumulation_steps > 1:
+            self._micro += 1
+            if loss is not None:
+                self._micro_losses.append(
+                    loss.detach().reshape(-1)[:1].double() if torch.is_tensor(loss) else torch.tensor([float(loss)])
+                )
+            if self._micro < self.accumulation_steps:
+                return  # a partial gradient: the record comes with the last micro-batch
+            self._micro = 0
+            losses, self._micro_losses = self._micro_losses, []
+            loss = torch.cat([t.to(losses[0].device) for t in losses]).mean() if losses else None
+        elif (
+            self.optimizer is not None
+            and self._optimizer_first is False
+            and self._last_record is not None
+            and self._opt_steps == self._opt_steps_at_record
+            and not self._skip_pending()
+            and not self._warned_accumulation
+        ):
+            self._warned_accumulation = True
+            warnings.warn(
+                "Monitor.step() was called twice with no optimizer step in between: with gradient "
+                "accumulation, call it once per optimizer step (after the last micro-batch) or pass "
+                "Monitor(accumulation_steps=k); otherwise each micro-batch's partial gradient is a record.",
+                GradwatchWarning,
+                stacklevel=2,
+            )
+        if self._awaiting_update is not None and self._opt_steps == self._opt_steps_at_record:
+            self._awaiting_update = None  # that optimizer step never ran (e.g. skipped by a GradScaler)
+        inv_scale = self._inverse_scale()
+        skip_flag, self._skip_next = self._skip_next, None
+        self._call_since_update = True
+        self._last_call_recorded = False
         s = self._calls
         if self._first_calls and self._depth_order is None:
             self._fix_depth_order()
@@ -547,7 +726,17 @@ class Monitor:
                 stacklevel=2,
             )
             return
-        pending = _Pending(step=s, row=self._grad_row(grads))
+        pending = _Pending(step=s, row=self._grad_row(grads, inv_scale))
+        self._opt_steps_at_record = self._opt_steps
+        self._last_record = s
+        self._last_call_recorded = True
+        if self.scaler is not None:
+            if skip_flag is not None:
+                self._skips[s] = skip_flag
+            if self._scaler_updated and self._scale_used is not None:
+                pending.scale = self._scale_used
+            elif self.scaler.is_enabled() and self.scaler._scale is not None:
+                pending.scale = self.scaler._scale.detach().reshape(1).clone()
         if loss is not None:
             pending.loss = loss.detach().reshape(-1)[:1] if torch.is_tensor(loss) else torch.tensor([float(loss)])
         for name, calls in self._act_buffer.items():
@@ -559,15 +748,15 @@ class Monitor:
             self._take_profile(pending)
         weights_due = self._is_due(s, self.weights_every)
         if weights_due and self.optimizer is None:
-            with torch.no_grad():
-                pending.weights = self._stack(torch._foreach_norm([p.detach() for p in self._params]))
+            pending.weights = self._l2_row([p.detach() for p in self._params])
         self._pending.append(pending)
         if weights_due and self.optimizer is not None:
             if self._orphan_update is not None:
                 self._updates[s] = self._orphan_update
                 self._orphan_update = None
-            else:
+            elif self._optimizer_first is not True:
                 self._awaiting_update = s
+            # (optimizer-first loops with no update to attribute: that optimizer step was skipped)
         self._advance()
         if self.on_nonfinite != "record":
             self._check_now(pending)
@@ -580,7 +769,18 @@ class Monitor:
         self._disarm()
         self._arm(self._calls)
 
-    def _grad_row(self, grads: list[torch.Tensor | None]) -> torch.Tensor:
+    def _l2_row(self, tensors: Sequence[torch.Tensor | None], inv_scale: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-parameter L2 norms (global under sharding, unscaled under AMP) as one device tensor."""
+        with torch.no_grad():
+            local = [self._zero if t is None else distributed.local(t) for t in tensors]
+            l2 = self._stack(torch._foreach_norm(local))
+            if self._sharded is not None:
+                l2 = self._sharded.l2(l2)
+            if inv_scale is not None:
+                l2 = (l2.double() * inv_scale).to(l2.dtype)
+            return l2
+
+    def _grad_row(self, grads: list[torch.Tensor | None], inv_scale: torch.Tensor | None = None) -> torch.Tensor:
         """Per parameter: [‖g‖₂ (P), max |g| (P)] (or just ‖g‖₂) in one small device tensor.
 
         ``torch._foreach_norm`` reads every gradient once for the L2 norms. For max |g|, CUDA
@@ -589,20 +789,28 @@ class Monitor:
         and the global norm happen on the host at sync time.
         """
         with torch.no_grad():
-            if any(g is None for g in grads):
-                zero = self._zero
-                grads = [zero if g is None else g for g in grads]
+            zero = self._zero
+            grads = [zero if g is None else distributed.local(g) for g in grads]
             l2 = self._stack(torch._foreach_norm(grads))
+            if self._sharded is not None:
+                l2 = self._sharded.l2(l2)
             if not self.grad_max:
-                return l2
-            if self._device.type == "cuda" and self._uniform:
-                top = self._stack(torch._foreach_norm(grads, ord=math.inf))
+                row = l2
             else:
-                hi = self._stack([torch.amax(g) for g in grads])
-                lo = self._stack([torch.amin(g) for g in grads])
-                # NaN must win, as it does in max |g|: torch.maximum propagates NaN.
-                top = torch.maximum(hi, lo.neg())
-            return torch.cat([l2, top])
+                if self._device.type == "cuda" and self._uniform:
+                    top = self._stack(torch._foreach_norm(grads, ord=math.inf))
+                else:
+                    # an empty local shard has no max: 0 is neutral for max |g|
+                    hi = self._stack([torch.amax(g) if g.numel() else zero for g in grads])
+                    lo = self._stack([torch.amin(g) if g.numel() else zero for g in grads])
+                    # NaN must win, as it does in max |g|: torch.maximum propagates NaN.
+                    top = torch.maximum(hi, lo.neg())
+                if self._sharded is not None:
+                    top = self._sharded.amax(top)
+                row = torch.cat([l2, top])
+            if inv_scale is not None:
+                row = (row.double() * inv_scale).to(row.dtype)
+            return row
 
     def _take_profile(self, pending: _Pending) -> None:
         x = self._profile_input
@@ -661,10 +869,16 @@ class Monitor:
         parts: list[torch.Tensor] = []
         for p in pending:
             parts.append(p.row)
-            parts += [t for t in (p.loss, p.weights, p.profile, p.hidden) if t is not None]
+            parts += [t for t in (p.loss, p.weights, p.profile, p.hidden, p.scale) if t is not None]
             parts += [raw for raw, _, _ in p.activations.values()]
         upd_steps = list(updates)
         parts += [updates[s] for s in upd_steps]
+        # post-clip norms and scaler skips arrive after their record: only those whose record exists
+        known = {p.step for p in pending} | {r["step"] for r in self._records[-2:]}
+        post_steps = [s for s in self._post if s in known]
+        skip_steps = [s for s in self._skips if s in known]
+        parts += [self._post.pop(s) for s in post_steps]
+        parts += [self._skips.pop(s).reshape(1) for s in skip_steps]
         parts += [f[4].reshape(1) for f in flags]
         if not parts:
             return
@@ -685,12 +899,15 @@ class Monitor:
             weights = take(P) if p.weights is not None else None
             prof = take(p.profile.numel()) if p.profile is not None else None
             hid = take(p.hidden.numel()) if p.hidden is not None else None
+            scale = float(take(1)[0]) if p.scale is not None else None
             acts = [take(3) for _ in p.activations]
-            taken.append((row, loss, weights, prof, hid, acts))
+            taken.append((row, loss, weights, prof, hid, acts, scale))
         new_records = self._records_from_rows(pending, [t[0] for t in taken]) if pending else []
-        for p, rec, (_, loss, weights, prof, hid, acts) in zip(pending, new_records, taken, strict=True):
+        for p, rec, (_, loss, weights, prof, hid, acts, scale) in zip(pending, new_records, taken, strict=True):
             if loss is not None:
                 rec["loss"] = to_json_number(loss)
+            if scale is not None:
+                rec["loss_scale"] = to_json_number(scale)
             if weights is not None:
                 self._fill_weights(rec, weights, None)
             if prof is not None:
@@ -708,17 +925,29 @@ class Monitor:
                         "std": to_json_number(std),
                     }
         # An update belongs to the newest records: those synced before their optimizer step ran.
-        by_step = {r["step"]: r for r in self._records[-(len(upd_steps) + 1) :]}
+        by_step = {r["step"]: r for r in self._records[-(len(upd_steps) + 2) :]}
         by_step.update({r["step"]: r for r in new_records})
         for s in upd_steps:
             both = take(2 * P)
             rec = by_step.get(s)
             if rec is not None:
                 self._fill_weights(rec, both[:P], both[P:])
+        for s in post_steps:
+            self._fill_clip(by_step[s], float(np.sqrt(np.sum(take(P) ** 2))))
+        for s in skip_steps:
+            if take(1)[0] > 0:
+                by_step[s]["skipped"] = True
+                by_step[s]["skip_reason"] = "GradScaler found inf/NaN in the gradients; the optimizer step was skipped"
         flag_vals = take(len(flags))
         self._records.extend(new_records)
         self._locate_nonfinite(new_records, flags, flag_vals)
         self._write_sinks(final=False)
+
+    def _fill_clip(self, rec: dict[str, Any], post: float) -> None:
+        pre = from_json_number(rec["global_grad_norm"])
+        changed = not (post == pre or abs(post - pre) <= 1e-6 * max(abs(pre), 1e-30))
+        if self.clip or (changed and self.clip is None):
+            rec["clip"] = {"pre": to_json_number(pre), "post": to_json_number(post)}
 
     def _per_layer(self, per_param_sq: np.ndarray) -> np.ndarray:
         return np.sqrt(np.bincount(self._owner_np, weights=per_param_sq, minlength=self._n_layers))
@@ -801,10 +1030,20 @@ class Monitor:
             self._written = len(self._records)
             return
         end = len(self._records)
-        # The newest record may still be waiting for its optimizer step's update ratio.
-        waiting = self._awaiting_update
-        if not final and waiting is not None and end > self._written and self._records[-1]["step"] == waiting:
-            end -= 1
+        if not final and end > self._written and self._records[-1]["step"] == self._last_record:
+            # The newest record may still learn its optimizer step's update ratio or post-clip
+            # norm, or whether the GradScaler skipped it: hold it back until then.
+            step_pending = (
+                self.optimizer is not None
+                and self._optimizer_first is not True
+                and self._opt_steps == self._opt_steps_at_record
+            )
+            if (
+                self._awaiting_update == self._last_record
+                or step_pending
+                or (self.scaler is not None and self._call_since_update)
+            ):
+                end -= 1
         batch = self._records[self._written : end]
         if batch:
             for sink in self._sinks:
@@ -887,6 +1126,10 @@ class Monitor:
             self._handles.clear()
             if self._tracer is not None:
                 self._tracer.detach()
+            if self._scaler_update is not None:
+                for attr, fn in zip(("update", "scale"), self._scaler_update, strict=True):
+                    if self.scaler.__dict__.get(attr) is fn:
+                        delattr(self.scaler, attr)  # the class's method shows through again
             self._sync()
             self._write_sinks(final=True)
         finally:

@@ -143,6 +143,13 @@ def _scalars(record: Record) -> dict[str, float]:
 
     put("gradwatch/global_grad_norm", record.get("global_grad_norm"))
     put("gradwatch/loss", record.get("loss"))
+    put("gradwatch/loss_scale", record.get("loss_scale"))
+    clip = record.get("clip")
+    if clip:
+        put("gradwatch/clip/pre", clip.get("pre"))
+        put("gradwatch/clip/post", clip.get("post"))
+    if "skipped" in record:
+        put("gradwatch/skipped", 1.0 if record["skipped"] else 0.0)
     for name, s in record["layers"].items():
         for q in ("grad_norm", "grad_max", "param_norm", "update_ratio"):
             put(f"gradwatch/{q}/{name or '(model)'}", s.get(q))
