@@ -70,6 +70,7 @@ def _worker(rank: int, port: int, out: str) -> None:
             fully_shard(model)
             results[f"fsdp_{str(dtype)[6:]}"] = _train(model, dtype, rank, None)
         (Path(out) / f"rank{rank}.json").write_text(json.dumps(results))
+        dist.barrier()  # no rank tears gloo down while another is still in a collective
     finally:
         dist.destroy_process_group()
 

@@ -359,6 +359,8 @@ class Monitor:
         self._last_record: int | None = None
         self._scaler_update: Any = None
         self._scale_used: torch.Tensor | None = None
+        self._in_opt_step = False  # between the optimizer's step pre- and post-hooks
+        self._closure_record: int | None = None  # a record made inside optimizer.step
         self._calls = 0
         self._closed = False
         self._pending: list[_Pending] = []
@@ -617,7 +619,9 @@ class Monitor:
     # ------------------------------------------------------------------ optimizer hooks
     def _before_optimizer_step(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         # Snapshot θ only when this optimizer step belongs to a recorded weights step: either
-        # step() was already called for it, or (optimizer-first loops) it is about to be.
+        # step() was already called for it, or (optimizer-first loops, and closure loops such
+        # as Lightning's, where step() runs inside optimizer.step) it is about to be.
+        self._in_opt_step = True
         if self._optimizer_first is None:
             self._optimizer_first = self._calls == 0
         if (
@@ -645,6 +649,12 @@ class Monitor:
 
     def _after_optimizer_step(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         self._opt_steps += 1
+        self._in_opt_step = False
+        closure_record, self._closure_record = self._closure_record, None
+        if closure_record is not None and self.clip is not False:
+            # step() ran inside optimizer.step (a closure), before the clipping that followed
+            # it: the optimizer leaves .grad as it consumed it, so read the post-clip norm now
+            self._post[closure_record] = self._l2_row([p.grad for p in self._params], self._inverse_scale())
         if not self._snapshot_taken or self._prev_params is None:
             return
         self._snapshot_taken = False
@@ -653,7 +663,9 @@ class Monitor:
                 self._prev_params, [distributed.local(p.detach()) for p in self._params]
             )  # now θ_old − θ_new
             both = torch.cat([self._snapshot_norms, self._l2_row(self._prev_params)])
-        if self._awaiting_update is not None:
+        if closure_record is not None:
+            self._updates[closure_record] = both
+        elif self._awaiting_update is not None:
             self._updates[self._awaiting_update] = both
             self._awaiting_update = None
         else:
@@ -750,7 +762,9 @@ class Monitor:
         if weights_due and self.optimizer is None:
             pending.weights = self._l2_row([p.detach() for p in self._params])
         self._pending.append(pending)
-        if weights_due and self.optimizer is not None:
+        if self._in_opt_step:
+            self._closure_record = s  # its update and post-clip norm come with the post-hook
+        elif weights_due and self.optimizer is not None:
             if self._orphan_update is not None:
                 self._updates[s] = self._orphan_update
                 self._orphan_update = None
@@ -1041,6 +1055,7 @@ class Monitor:
             if (
                 self._awaiting_update == self._last_record
                 or step_pending
+                or self._closure_record == self._last_record
                 or (self.scaler is not None and self._call_since_update)
             ):
                 end -= 1
