@@ -92,7 +92,8 @@ def test_lightning_callback_records_each_optimizer_step_logs_and_gives_a_verdict
     assert "gradwatch verdict" in capsys.readouterr().out
 
     # through the trainer's logger (CSV) ...
-    rows = list(csv.DictReader(open(next((tmp_path / "csv").rglob("metrics.csv")))))
+    with open(next((tmp_path / "csv").rglob("metrics.csv"))) as f:
+        rows = list(csv.DictReader(f))
     logged = [float(r["gradwatch/global_grad_norm"]) for r in rows if r.get("gradwatch/global_grad_norm")]
     np.testing.assert_allclose(logged, h.global_grad_norm, rtol=1e-6)
     # ... and through a TensorBoard sink
