@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from gradwatch.errors import ConfigError
-from gradwatch.monitor.sinks import _scalars
+from gradwatch.monitor.sinks import flat_scalars
 
 __all__ = ["flat_metrics", "require"]
 
@@ -30,4 +30,4 @@ def require(module: str, extra: str) -> Any:
 
 def flat_metrics(record: dict[str, Any]) -> dict[str, float]:
     """One monitor record as ``{"gradwatch/...": float}``, the shape loggers take."""
-    return _scalars(record)
+    return flat_scalars(record)

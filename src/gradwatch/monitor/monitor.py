@@ -361,6 +361,7 @@ class Monitor:
         self._scale_used: torch.Tensor | None = None
         self._in_opt_step = False  # between the optimizer's step pre- and post-hooks
         self._closure_record: int | None = None  # a record made inside optimizer.step
+        self._staged: torch.Tensor | None = None  # a gradient reading taken by read_grads()
         self._calls = 0
         self._closed = False
         self._pending: list[_Pending] = []
@@ -720,6 +721,7 @@ class Monitor:
             self._awaiting_update = None  # that optimizer step never ran (e.g. skipped by a GradScaler)
         inv_scale = self._inverse_scale()
         skip_flag, self._skip_next = self._skip_next, None
+        staged, self._staged = self._staged, None
         self._call_since_update = True
         self._last_call_recorded = False
         s = self._calls
@@ -738,7 +740,7 @@ class Monitor:
                 stacklevel=2,
             )
             return
-        pending = _Pending(step=s, row=self._grad_row(grads, inv_scale))
+        pending = _Pending(step=s, row=staged if staged is not None else self._grad_row(grads, inv_scale))
         self._opt_steps_at_record = self._opt_steps
         self._last_record = s
         self._last_call_recorded = True
@@ -776,6 +778,18 @@ class Monitor:
             self._check_now(pending)
         if len(self._pending) >= self.sync_every:
             self._sync()
+
+    def read_grads(self) -> None:
+        """Read the gradients now; the next :meth:`step` records this reading.
+
+        For loops whose only hook after backward comes after clipping (the Hugging Face
+        Trainer): call this right after backward, and ``step()`` later. The norms are then
+        those of the gradient before clipping, and the post-clip norm is still measured
+        when the optimizer steps. Costs what ``step()`` would.
+        """
+        if self._closed:
+            raise GradwatchError("Monitor.read_grads() called after close(): create a new Monitor.")
+        self._staged = self._grad_row([p.grad for p in self._params], self._inverse_scale())
 
     def _advance(self) -> None:
         self._calls += 1

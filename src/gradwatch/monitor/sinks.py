@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from gradwatch.errors import GradwatchError, check_writable
 
-__all__ = ["CSV", "JSONL", "Sink", "SinkClosedError", "TensorBoard", "WandB"]
+__all__ = ["CSV", "JSONL", "Sink", "SinkClosedError", "TensorBoard", "WandB", "flat_scalars"]
 
 Record = Mapping[str, Any]
 
@@ -132,7 +132,7 @@ class CSV(_Base):
         return f"CSV({str(self.path)!r})"
 
 
-def _scalars(record: Record) -> dict[str, float]:
+def flat_scalars(record: Record) -> dict[str, float]:
     """Flatten a record into logger-ready keys ("grad_norm/fc.0", ...); strings become floats."""
     out: dict[str, float] = {}
 
@@ -188,7 +188,7 @@ class TensorBoard(_Base):
     def write(self, records: Sequence[Record]) -> None:
         self._check_open()
         for r in records:
-            for key, value in _scalars(r).items():
+            for key, value in flat_scalars(r).items():
                 self.writer.add_scalar(key, value, global_step=int(r["step"]))
         self.writer.flush()
 
@@ -226,7 +226,7 @@ class WandB(_Base):
     def write(self, records: Sequence[Record]) -> None:
         self._check_open()
         for r in records:
-            self.run.log(_scalars(r), step=int(r["step"]))
+            self.run.log(flat_scalars(r), step=int(r["step"]))
 
     def __repr__(self) -> str:
         return "WandB()"
