@@ -350,7 +350,8 @@ class Monitor:
         self._opt_steps = 0
         self._opt_steps_at_record = 0
         self._warned_accumulation = False
-        self._post: dict[int, torch.Tensor] = {}
+        self._post: dict[int, torch.Tensor | None] = {}  # None: the gradient did not change
+        self._grad_versions: list[tuple[int, int]] = []
         self._skips: dict[int, torch.Tensor] = {}
         self._skip_next: torch.Tensor | None = None
         self._scaler_updated = False  # scaler.update() ran since the last step() call
@@ -362,6 +363,7 @@ class Monitor:
         self._in_opt_step = False  # between the optimizer's step pre- and post-hooks
         self._closure_record: int | None = None  # a record made inside optimizer.step
         self._staged: torch.Tensor | None = None  # a gradient reading taken by read_grads()
+        self._staged_versions: list[tuple[int, int]] = []
         self._calls = 0
         self._closed = False
         self._pending: list[_Pending] = []
@@ -633,7 +635,7 @@ class Monitor:
             and self._last_record not in self._post
         ):
             # the gradient the optimizer is about to consume (after any clipping)
-            self._post[self._last_record] = self._l2_row([p.grad for p in self._params], self._inverse_scale())
+            self._post[self._last_record] = self._post_clip()
         if self._optimizer_first:
             if not self._is_due(self._calls, self.weights_every):
                 return
@@ -655,7 +657,7 @@ class Monitor:
         if closure_record is not None and self.clip is not False:
             # step() ran inside optimizer.step (a closure), before the clipping that followed
             # it: the optimizer leaves .grad as it consumed it, so read the post-clip norm now
-            self._post[closure_record] = self._l2_row([p.grad for p in self._params], self._inverse_scale())
+            self._post[closure_record] = self._post_clip()
         if not self._snapshot_taken or self._prev_params is None:
             return
         self._snapshot_taken = False
@@ -741,6 +743,8 @@ class Monitor:
             )
             return
         pending = _Pending(step=s, row=staged if staged is not None else self._grad_row(grads, inv_scale))
+        if self.optimizer is not None and self.clip is not False:
+            self._grad_versions = self._staged_versions if staged is not None else self._versions(grads)
         self._opt_steps_at_record = self._opt_steps
         self._last_record = s
         self._last_call_recorded = True
@@ -779,6 +783,21 @@ class Monitor:
         if len(self._pending) >= self.sync_every:
             self._sync()
 
+    @staticmethod
+    def _versions(grads: Sequence[torch.Tensor | None]) -> list[tuple[int, int]]:
+        return [(-1, -1) if g is None else (id(g), g._version) for g in grads]
+
+    def _post_clip(self) -> torch.Tensor | None:
+        """Per-parameter norms of the gradient the optimizer consumes; None when it is the one recorded.
+
+        Clipping (and AMP unscaling) modify ``.grad`` in place, which bumps its version
+        counter, or replace it: comparing versions costs no pass over the gradients.
+        """
+        grads = [p.grad for p in self._params]
+        if self._versions(grads) == self._grad_versions:
+            return None
+        return self._l2_row(grads, self._inverse_scale())
+
     def read_grads(self) -> None:
         """Read the gradients now; the next :meth:`step` records this reading.
 
@@ -789,7 +808,9 @@ class Monitor:
         """
         if self._closed:
             raise GradwatchError("Monitor.read_grads() called after close(): create a new Monitor.")
-        self._staged = self._grad_row([p.grad for p in self._params], self._inverse_scale())
+        grads = [p.grad for p in self._params]
+        self._staged = self._grad_row(grads, self._inverse_scale())
+        self._staged_versions = self._versions(grads)
 
     def _advance(self) -> None:
         self._calls += 1
@@ -905,7 +926,8 @@ class Monitor:
         known = {p.step for p in pending} | {r["step"] for r in self._records[-2:]}
         post_steps = [s for s in self._post if s in known]
         skip_steps = [s for s in self._skips if s in known]
-        parts += [self._post.pop(s) for s in post_steps]
+        posts = [self._post.pop(s) for s in post_steps]
+        parts += [t for t in posts if t is not None]
         parts += [self._skips.pop(s).reshape(1) for s in skip_steps]
         parts += [f[4].reshape(1) for f in flags]
         if not parts:
@@ -960,8 +982,9 @@ class Monitor:
             rec = by_step.get(s)
             if rec is not None:
                 self._fill_weights(rec, both[:P], both[P:])
-        for s in post_steps:
-            self._fill_clip(by_step[s], float(np.sqrt(np.sum(take(P) ** 2))))
+        for s, t in zip(post_steps, posts, strict=True):
+            pre = from_json_number(by_step[s]["global_grad_norm"])
+            self._fill_clip(by_step[s], pre if t is None else float(np.sqrt(np.sum(take(P) ** 2))))
         for s in skip_steps:
             if take(1)[0] > 0:
                 by_step[s]["skipped"] = True
