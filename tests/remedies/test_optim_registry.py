@@ -42,7 +42,7 @@ def test_registry_contract():
     # every remedy the monitor's verdict may advise is registered (the monitor names them as data)
     assert set(ADVICE) <= {e.name for e in entries}
     assert remedies.get("autoclip").kind == "clipping"
-    assert [e.name for e in remedies.available("init")][:2] == ["init:glorot", "init:he"]
+    assert [e.name for e in remedies.available("init")][:3] == ["init:forget_bias", "init:glorot", "init:he"]
     with pytest.raises(ConfigError, match=r"'name' parameter of remedies.get must be one of .*'autoclip'"):
         remedies.get("dropout")
     with pytest.raises(ConfigError, match=r"'kind'"):

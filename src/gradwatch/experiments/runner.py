@@ -39,6 +39,7 @@ class Result:
         layer_grad_norm: median gradient norm per layer over the run.
         time_profile: the last ‖∂L/∂u_t‖ profile (sequence models), or None.
         wall_time: seconds.
+        model: the trained model, with ``run(..., keep_model=True)`` (not serialized).
     """
 
     spec: Spec
@@ -52,6 +53,7 @@ class Result:
     layer_grad_norm: dict[str, float] = field(default_factory=dict)
     time_profile: list[float] | None = None
     wall_time: float = 0.0
+    model: torch.nn.Module | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON object; non-finite numbers as strings."""
@@ -133,13 +135,15 @@ def _forward(model: torch.nn.Module, spec: Spec, x: torch.Tensor) -> torch.Tenso
     return out.squeeze(-1) if out.shape[-1] == 1 else out
 
 
-def run(spec: Spec, run_dir: str | Path | None = None) -> Result:
+def run(spec: Spec, run_dir: str | Path | None = None, *, keep_model: bool = False) -> Result:
     """Train the spec's model on its task with its remedies and the monitor attached.
 
     Args:
         spec: the experiment.
         run_dir: if given, ``metrics.jsonl`` (one line per evaluation, appended as it goes)
             and the monitor's ``monitor.jsonl`` are written there.
+        keep_model: attach the trained model to the result (``result.model``), e.g. to
+            score it by another criterion.
 
     Returns:
         A :class:`Result`. Same spec and seed ⇒ same numbers on the same machine.
@@ -206,6 +210,8 @@ def run(spec: Spec, run_dir: str | Path | None = None) -> Result:
     result.final_error = result.error[-1] if result.error else math.nan
     result.success = (not result.diverged) and result.final_error < task.success_error
     result.wall_time = time.perf_counter() - start
+    if keep_model:
+        result.model = model
     return result
 
 

@@ -97,6 +97,13 @@ _REMEDIES = (
         "gradwatch.remedies.init.identity_recurrent_",
     ),
     Remedy(
+        "init:forget_bias",
+        "init",
+        "Gers, Schmidhuber & Cummins 2000; Hochreiter & Schmidhuber 1997 (no forget gate)",
+        "a forget gate that starts open (σ(5) ≈ 0.993) lets the LSTM cell carry error over long lags from step one",
+        "gradwatch.remedies.init.forget_bias_",
+    ),
+    Remedy(
         "init:glorot",
         "init",
         "Glorot & Bengio 2010",

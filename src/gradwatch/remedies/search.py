@@ -116,8 +116,13 @@ def random_search(
     batch: int = 256,
     scale: float = 1.0,
     seed: int = 0,
+    stop_below: float | None = None,
 ) -> SearchResult:
     """Guess weight vectors uniformly in [−scale, scale]; keep the best. The module is not changed.
+
+    With ``stop_below``, the search stops at the first guess whose loss is below it (in the
+    order guessed), and ``evaluations`` counts the guesses up to and including that one —
+    Hochreiter & Schmidhuber's "trials until solution".
 
     Raises:
         ConfigError: a count < 1 or scale ≤ 0.
@@ -133,6 +138,10 @@ def random_search(
         m = min(b, n - done)
         pop = (torch.rand(m, dim, generator=gen) * 2 - 1) * a
         losses = population_loss(module, pop.to(inputs.device), inputs, targets, loss_fn)
+        if stop_below is not None and bool((losses < stop_below).any()):
+            i = int((losses < stop_below).nonzero()[0])
+            history.append(min(best_loss, float(losses[i])))
+            return SearchResult(pop[i].clone(), float(losses[i]), history, done + i + 1)
         i = int(torch.argmin(losses))
         if float(losses[i]) < best_loss:
             best, best_loss = pop[i].clone(), float(losses[i])
@@ -155,12 +164,15 @@ def genetic_algorithm(
     mutation_std: float = 0.3,
     init_scale: float = 1.0,
     seed: int = 0,
+    stop_below: float | None = None,
 ) -> SearchResult:
     """Evolve weight vectors: keep the ``elite`` best, breed the rest from the ``parents`` best.
 
     Each generation: evaluate all (vmapped), sort by loss, copy the elite unchanged, and fill
     the population with children of two random parents (uniform crossover: each weight from
-    either parent) plus N(0, mutation_std²) noise. The module is not changed.
+    either parent) plus N(0, mutation_std²) noise. The module is not changed. With
+    ``stop_below``, evolution stops at the first individual (in evaluation order) whose loss
+    is below it; ``evaluations`` then counts every evaluation up to and including it.
 
     Raises:
         ConfigError: inconsistent sizes (elite ≤ parents ≤ population) or a value out of range.
@@ -179,8 +191,12 @@ def genetic_algorithm(
     pop = (torch.rand(P, dim, generator=gen) * 2 - 1) * a
     history: list[float] = []
     best, best_loss = pop[0].clone(), float("inf")
-    for _ in range(G):
+    for g in range(G):
         losses = population_loss(module, pop.to(inputs.device), inputs, targets, loss_fn).cpu()
+        if stop_below is not None and bool((losses < stop_below).any()):
+            i = int((losses < stop_below).nonzero()[0])
+            history.append(min(best_loss, float(losses[i])))
+            return SearchResult(pop[i].clone(), float(losses[i]), history, g * P + i + 1)
         order = torch.argsort(losses)
         pop, losses = pop[order], losses[order]
         if float(losses[0]) < best_loss:

@@ -12,6 +12,7 @@ from typing import Any
 
 from gradwatch import _checks
 from gradwatch._output import png_data_uri, prepare_folder
+from gradwatch.report._claim import use_run_store
 from gradwatch.report.claims import CLAIMS, TIERS, Outcome
 
 __all__ = ["reproduce"]
@@ -19,6 +20,9 @@ __all__ = ["reproduce"]
 
 def reproduce(tier: str = "quick", only: Sequence[str] | None = None, out: str | Path = "reproduce") -> dict[str, Any]:
     """Check every claim (or ``only`` those ids) at ``tier``; write ``results.json`` and ``index.html``.
+
+    Claims that train through the experiments runner keep their runs in the run store
+    ``out/runs/<claim id>/`` (spec.json, result.json, metrics and monitor logs per run).
 
     A claim whose experiment raises is reported as failed with the error, and the others
     still run.
@@ -35,13 +39,15 @@ def reproduce(tier: str = "quick", only: Sequence[str] | None = None, out: str |
     for cid in ids:
         _checks.choice(cid, "only", "reproduce", tuple(CLAIMS))
     folder = prepare_folder(out)
+    runs = prepare_folder(folder / "runs", "run store")
     rows = []
     outcomes: dict[str, Outcome] = {}
     for cid in ids:
         claim = CLAIMS[cid]
         t0 = time.perf_counter()
         try:
-            outcome = claim.check(tier)
+            with use_run_store(runs):
+                outcome = claim.check(tier)
         except Exception as exc:  # a broken experiment is a failed claim, not a crashed suite
             outcome = Outcome(
                 measured=f"the experiment raised {type(exc).__name__}: {exc}",
