@@ -29,9 +29,15 @@ def test_every_implemented_claim_holds_and_is_reported(cli, tmp_path):
         "yilmaz-poli-init",
         "faster-hardware",
         "he-degradation",
+        "guessing",
     }
     assert page.count('src="data:image/png;base64,') == sum(1 for c in doc["claims"] if c["id"] not in without_figure)
     assert "http://" not in page and "https://" not in page
+    # claims trained through the experiments runner leave their runs in the run store
+    for claim_id, n_runs in (("hs97-adding", 9), ("hs97-temporal-order", 3), ("irnn", 3)):
+        runs = sorted((out / "runs" / claim_id).glob("*/result.json"))
+        assert len(runs) == n_runs, (claim_id, runs)
+    assert (next((out / "runs" / "hs97-temporal-order").glob("*/monitor.jsonl"))).stat().st_size > 0
 
 
 def test_only_and_a_failing_claim_exits_1(cli, tmp_path, monkeypatch):

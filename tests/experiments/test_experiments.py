@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from gradwatch.errors import ConfigError, OutputError
 from gradwatch.experiments import RunStore, Spec, load_sweep, run, sweep
@@ -42,6 +43,18 @@ def test_run_is_deterministic_and_round_trips_through_json():
     assert a.time_profile is not None and len(a.time_profile) >= 10
     back = type(a).from_json(json.loads(json.dumps(a.to_json())))
     assert back.error == a.error and back.spec == a.spec
+    assert a.model is None and "model" not in a.to_json()
+    kept = run(spec, keep_model=True)
+    assert kept.error == a.error
+    # the kept model is the trained one: it scores the held-out error the run reported
+    from gradwatch.experiments.runner import EVAL_SEED_OFFSET
+    from gradwatch.tasks import get_task
+
+    task = get_task(spec.task)
+    x, y = task.generate(spec.length, spec.eval_batch, seed=spec.seed + EVAL_SEED_OFFSET, jitter=spec.jitter)
+    with torch.no_grad():
+        out = kept.model(x)
+    assert task.error(out.squeeze(-1) if out.shape[-1] == 1 else out, y) == kept.final_error
 
 
 def test_runner_clips_the_update(tmp_path):

@@ -99,3 +99,22 @@ def test_init_returns_the_module_in_place():
     lin = nn.Linear(3, 3)
     assert init.kumar_(lin) is lin
     assert np.isfinite(lin.weight.detach().numpy()).all()
+
+
+def test_forget_bias_sets_only_the_forget_gate():
+    from gradwatch.remedies.init import forget_bias_
+
+    lstm = nn.LSTM(3, 5, num_layers=2)
+    before = {n: p.detach().clone() for n, p in lstm.named_parameters()}
+    forget_bias_(lstm, 4.0)
+    for n, p in lstm.named_parameters():
+        if n.startswith("bias_ih"):
+            assert torch.equal(p[5:10], torch.full((5,), 4.0))
+        elif n.startswith("bias_hh"):
+            assert torch.equal(p[5:10], torch.zeros(5))
+        if n.startswith("bias"):
+            assert torch.equal(torch.cat([p[:5], p[10:]]), torch.cat([before[n][:5], before[n][10:]]))
+        else:
+            assert torch.equal(p, before[n])
+    with pytest.raises(ConfigError, match=r"needs a module containing an nn\.LSTM"):
+        forget_bias_(nn.GRU(3, 5))

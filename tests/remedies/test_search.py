@@ -93,3 +93,39 @@ def test_search_solves_the_latching_task_that_gradient_descent_fails():
 def test_bad_input_is_named(call, match):
     with pytest.raises(ConfigError, match=match):
         call()
+
+
+def test_stop_below_counts_trials_until_the_first_solution():
+    """random_search(stop_below=…) = a plain loop that guesses one vector at a time from the same stream."""
+    net = models.mlp(1, 4, 2, 1, activation="tanh", seed=0)
+    x, y = torch.randn(16, 2, generator=torch.Generator().manual_seed(1)), torch.randn(16)
+
+    def loss(o, t):
+        return (o.squeeze(-1) - t).pow(2).mean()
+
+    threshold = 1.2
+    res = search.random_search(net, x, y, loss, n_samples=5000, batch=64, scale=2.0, seed=3, stop_below=threshold)
+    dim = search.flat_parameters(net).numel()
+    g = torch.Generator().manual_seed(3)
+    trial = 0
+    while True:
+        block = (torch.rand(64, dim, generator=g) * 2 - 1) * 2.0
+        for row in block:
+            trial += 1
+            search.load_flat_(net, row)
+            with torch.no_grad():
+                if float(loss(net(x), y)) < threshold:
+                    break
+        else:
+            continue
+        break
+    assert res.evaluations == trial and res.best_loss < threshold
+    assert torch.equal(res.best, row)
+    # the GA stops too, and counts evaluations up to and including the solving individual
+    ga = search.genetic_algorithm(
+        net, x, y, loss, population=16, parents=8, elite=2, generations=200, stop_below=threshold, seed=0
+    )
+    assert ga.best_loss < threshold and 1 <= ga.evaluations <= 16 * 200
+    assert float(search.population_loss(net, ga.best[None], x, y, loss)[0]) == pytest.approx(ga.best_loss)
+    never = search.random_search(net, x, y, loss, n_samples=100, batch=64, scale=2.0, stop_below=-1.0)
+    assert never.evaluations == 100 and never.best_loss >= 0
