@@ -24,7 +24,6 @@ def test_every_implemented_claim_holds_and_is_reported(cli, tmp_path):
     page = (out / "index.html").read_text()
     without_figure = {
         "history-compressor",
-        "batchnorm-deep-sigmoid",
         "kumar-init",
         "yilmaz-poli-init",
         "faster-hardware",
