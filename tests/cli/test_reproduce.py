@@ -22,14 +22,7 @@ def test_every_implemented_claim_holds_and_is_reported(cli, tmp_path):
             assert c["pass"], c
     assert doc["passed"] + doc["skipped"] == len(CLAIMS) and doc["failed"] == 0
     page = (out / "index.html").read_text()
-    without_figure = {
-        "history-compressor",
-        "kumar-init",
-        "yilmaz-poli-init",
-        "faster-hardware",
-        "he-degradation",
-        "guessing",
-    }
+    without_figure = {"faster-hardware"} if not torch.cuda.is_available() else set()
     assert page.count('src="data:image/png;base64,') == sum(1 for c in doc["claims"] if c["id"] not in without_figure)
     assert "http://" not in page and "https://" not in page
     # claims trained through the experiments runner leave their runs in the run store

@@ -25,6 +25,22 @@ from gradwatch.theory import doya, landscape
 __all__ = ["CLAIMS", "TIERS", "Claim", "Outcome"]
 
 
+def _bars(values: dict[str, float], ylabel: str, title: str = "", chance: float | None = None) -> Figure:
+    """A bar chart of one number per condition (held-out errors, accuracies)."""
+    fig = Figure(figsize=(6, 3.4))
+    ax = fig.subplots()
+    names = list(values)
+    ax.bar(range(len(names)), [values[n] for n in names], color=[f"C{i}" for i in range(len(names))])
+    ax.set_xticks(range(len(names)), [n.replace(" (", "\n(") for n in names], fontsize=7)
+    if chance is not None:
+        ax.axhline(chance, color="grey", ls=":", label="chance")
+        ax.legend(fontsize=7)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 # --------------------------------------------------------------------------- 1. Doya
 def _doya(tier: str) -> Outcome:
     w = 5.0
@@ -439,7 +455,9 @@ def _kumar(tier: str) -> Outcome:
     names = ["kumar (paper: std 3.6/√N)", "kumar (code: variance 3.6/N)", "glorot"]
     errs = {n: float(np.mean([_train_digits_mlp(n, s, depth, steps, "adam", 3e-3) for s in seeds])) for n in names}
     passed = spread < 3.0 and errs[names[0]] < errs["glorot"] - 0.2
+    fig = _bars(errs, f"held-out error after {steps} Adam steps", f"{depth}-layer sigmoid MLP on digits", 0.9)
     return Outcome(
+        figure=fig,
         measured=f"pre-activation variance across the {depth + 1} layers at init (paper's std): "
         f"{min(variances):.2f}–{max(variances):.2f}; held-out error after {steps} Adam steps (mean of {len(seeds)} "
         "seeds): " + ", ".join(f"{n} {e:.1%}" for n, e in errs.items()),
@@ -456,7 +474,9 @@ def _yilmaz_poli(tier: str) -> Outcome:
     names = ["yilmaz-poli", "glorot", "torch default", "kumar (paper: std 3.6/√N)"]
     errs = {n: float(np.mean([_train_digits_mlp(n, s, depth, steps, "sgd", 0.5) for s in seeds])) for n in names}
     passed = errs["yilmaz-poli"] < 0.7 and errs["glorot"] >= 0.85 and errs["torch default"] >= 0.85
+    fig = _bars(errs, f"held-out error after {steps} SGD steps", f"{depth}-layer sigmoid MLP, plain SGD", 0.9)
     return Outcome(
+        figure=fig,
         measured=f"{depth}-layer sigmoid MLP, plain SGD (lr 0.5), {steps} steps, held-out error (mean of {len(seeds)} "
         "seeds): " + ", ".join(f"{n} {e:.1%}" for n, e in errs.items()),
         passed=passed,
@@ -475,7 +495,7 @@ def _he_residual(tier: str) -> Outcome:
     Xtr, ytr, _, _ = _digits_split()
     shallow, deep, steps = (4, 48, 400) if tier == "quick" else (8, 96, 1500)
 
-    def train(depth: int, residual: bool) -> tuple[float, str]:
+    def train(depth: int, residual: bool) -> tuple[float, str, np.ndarray]:
         net = models.mlp(depth, 32, 64, 10, activation="relu", norm="batch", residual=residual, seed=0)
         opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
         gen = torch.Generator().manual_seed(0)
@@ -488,19 +508,32 @@ def _he_residual(tier: str) -> Outcome:
                 mon.step(loss)
                 opt.step()
             status = mon.verdict().status
+            flow = mon.history.layer_matrix("grad_rms")
         net.eval()
         with torch.no_grad():
-            return float((net(Xtr).argmax(1) != ytr).float().mean()), status
+            return float((net(Xtr).argmax(1) != ytr).float().mean()), status, flow
 
-    plain_s, _ = train(shallow, False)
-    plain_d, verdict_d = train(deep, False)
-    res_d, _ = train(deep, True)
+    plain_s, _, _ = train(shallow, False)
+    plain_d, verdict_d, flow_plain = train(deep, False)
+    res_d, _, flow_res = train(deep, True)
+    fig = Figure(figsize=(10, 3.6))
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, flow, title in zip(
+        axes, (flow_plain, flow_res), (f"plain, {deep} blocks", f"residual, {deep} blocks"), strict=True
+    ):
+        with np.errstate(divide="ignore"):
+            im = ax.imshow(np.log10(flow), aspect="auto", cmap="viridis", origin="lower")
+        ax.set_title(f"{title}: log10 RMS gradient per layer (monitor)", fontsize=9)
+        ax.set_xlabel("training step")
+        fig.colorbar(im, ax=ax)
+    axes[0].set_ylabel("layer (input → output)")
     passed = plain_d > plain_s + 0.3 and res_d <= plain_s + 0.05 and verdict_d == "healthy"
     return Outcome(
         measured=f"training error after {steps} steps: plain {shallow} blocks {plain_s:.1%}, plain {deep} blocks "
         f"{plain_d:.1%}, residual {deep} blocks {res_d:.1%}; the monitor's verdict on the deep plain net: {verdict_d}",
         passed=passed,
         values={"plain_shallow": plain_s, "plain_deep": plain_d, "residual_deep": res_d, "verdict": verdict_d},
+        figure=fig,
         note="ReLU + batch-norm MLPs on digits (width 32) instead of CNNs on CIFAR/ImageNet; residual blocks are the "
         "pre-activation ones of He et al. 2016b. The monitor sees healthy gradient flow in the deep plain net: its "
         "degradation is an optimization difficulty, not vanishing gradients — the paper's own point.",
@@ -653,6 +686,7 @@ def _gpu(tier: str) -> Outcome:
         measured=f"the same LSTM training run: CPU {times['cpu']:.1f} s, GPU {times['cuda']:.1f} s ({speedup:.1f}× faster)",
         passed=speedup > 1.0,
         values={"times": times, "speedup": speedup},
+        figure=_bars(times, "seconds for the same run", f"GPU speed-up {speedup:.1f}×"),
         note="A speed-up shows that hardware makes plain backpropagation cheaper; as the article notes, it does not "
         "change how gradients vanish.",
     )
@@ -732,7 +766,14 @@ def _compressor(tier: str) -> Outcome:
         opt.step()
     with torch.no_grad():
         acc_s = float((head(single(xt)[0][:, -1]).argmax(-1) == yt).float().mean())
+    fig = _bars(
+        {"history compressor": acc_h, "single RNN (same size)": acc_s},
+        "held-out accuracy",
+        f"rare-event task, T = {T}; the chunker sees {mean_len:.1f} inputs",
+        0.5,
+    )
     return Outcome(
+        figure=fig,
         measured=f"hierarchy {acc_h:.1%} held-out accuracy, chunker sees {mean_len:.1f} of {T} inputs; "
         f"single RNN of the same size {acc_s:.1%}",
         passed=acc_h > 0.95 and acc_s < 0.65,

@@ -427,7 +427,20 @@ def guessing(tier: str) -> Outcome:
         and r["p_ga_slower"] >= 0.05
         for r in results.values()
     )
+    fig = Figure(figsize=(10, 3.4))
+    for ax, (name, r) in zip(fig.subplots(1, 2), results.items(), strict=True):
+        for i, v in enumerate((rg[name], ga[name])):
+            solved = [t for t in v if t is not None]
+            ax.semilogy([i] * len(solved), solved, "o", alpha=0.6, color=f"C{i}")
+            ax.semilogy([i - 0.2, i + 0.2], [mean(v)] * 2, "-", color=f"C{i}", lw=2)
+        ax.axhline(r["published"], color="grey", ls=":", label=f"published mean ({r['published']})")
+        ax.set_xticks([0, 1], ["random guessing", "genetic algorithm"])
+        ax.set_xlim(-0.6, 1.6)
+        ax.set_title(name, fontsize=9)
+        ax.set_ylabel("evaluations until solved (per run; bar = mean)")
+        ax.legend(fontsize=7)
     return Outcome(
+        figure=fig,
         measured="; ".join(
             f"{n}: random guessing solved {r['rg_solved']}/{runs} runs in {r['rg_mean']:.0f} trials on average "
             f"(published {r['published']}), the genetic algorithm {r['ga_solved']}/{runs} in {r['ga_mean']:.0f} "
