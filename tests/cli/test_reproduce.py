@@ -51,3 +51,21 @@ def test_bad_input_fails_before_any_experiment(cli, tmp_path):
     assert r.code == 2 and "'doya-bistability'" in r.err and not (tmp_path / "o").exists()
     r = cli("reproduce", "--out", str(tmp_path / "missing" / "o"))
     assert r.code == 2 and "Cannot create the output folder" in r.err
+
+
+def test_full_tier_code_paths_run_at_toy_size(monkeypatch, tmp_path):
+    """--full is for a GPU or a long afternoon; its code paths are exercised here at toy sizes."""
+    from gradwatch.report import claims_remedies as cr
+    from gradwatch.report._claim import use_run_store
+
+    monkeypatch.setitem(cr._ADDING, "full", {"length": 12, "seeds": (0, 1), "lstm_steps": 20, "rnn_steps": 20})
+    monkeypatch.setitem(cr._ORDER, "full", {"length": 12, "seeds": (0,), "steps": 20})
+    monkeypatch.setitem(cr._PASCANU, "full", {"lengths": (10,), "seeds": (0,), "steps": 20})
+    monkeypatch.setattr(cr, "_PIXELS", {"steps": 20, "seeds": (0, 1)})
+    monkeypatch.setattr(cr, "_CACHE", {})
+    with use_run_store(tmp_path):
+        outcomes = [f("full") for f in (cr.hs97_adding, cr.hs97_temporal_order, cr.pascanu_clipping, cr.irnn)]
+    for o in outcomes:
+        assert o.measured and o.figure is not None and isinstance(o.passed, bool)
+    assert "pixel-by-pixel digits" in outcomes[-1].measured
+    assert len(list((tmp_path / "irnn").glob("*/result.json"))) == 2 + 2 * 2  # adding IRNN + pixels (IRNN, tanh)
