@@ -159,6 +159,7 @@ def main() -> None:
     reps = args.reps or (2 if args.quick else 5)
     names = args.only or list(BENCHES)
     ratios: dict[str, list[float]] = {n: [] for n in names}
+    plain_ms: dict[str, list[float]] = {n: [] for n in names}
     rng = random.Random(0)
     for _ in range(reps):
         jobs = [(n, m) for n in names for m in (False, True)]
@@ -169,8 +170,17 @@ def main() -> None:
             times[(n, monitored)] = fn(monitored, quick if args.quick else full)
         for n in names:
             ratios[n].append(times[(n, True)] / times[(n, False)])
+            steps = BENCHES[n][2] if args.quick else BENCHES[n][1]
+            plain_ms[n].append(1e3 * times[(n, False)] / steps)
     results = [
-        {"bench": n, "ratio": statistics.median(r), "ratio_min": min(r), "ratio_max": max(r), "reps": reps}
+        {
+            "bench": n,
+            "ratio": statistics.median(r),
+            "ratio_min": min(r),
+            "ratio_max": max(r),
+            "plain_ms_per_step": statistics.median(plain_ms[n]),
+            "reps": reps,
+        }
         for n, r in ratios.items()
     ]
     if args.json:
@@ -178,7 +188,8 @@ def main() -> None:
     else:
         for r in results:
             print(
-                f"{r['bench']:>10}: {r['ratio']:.3f}× (min {r['ratio_min']:.3f}, max {r['ratio_max']:.3f}, {reps} reps)"
+                f"{r['bench']:>10}: {r['ratio']:.3f}× (min {r['ratio_min']:.3f}, max {r['ratio_max']:.3f}, {reps} reps; "
+                f"plain {r['plain_ms_per_step']:.2f} ms/step)"
             )
 
 

@@ -821,7 +821,10 @@ class Monitor:
     def _l2_row(self, tensors: Sequence[torch.Tensor | None], inv_scale: torch.Tensor | None = None) -> torch.Tensor:
         """Per-parameter L2 norms (global under sharding, unscaled under AMP) as one device tensor."""
         with torch.no_grad():
-            local = [self._zero if t is None else distributed.local(t) for t in tensors]
+            if self._sharded is None:
+                local = [self._zero if t is None else t for t in tensors]
+            else:
+                local = [self._zero if t is None else distributed.local(t) for t in tensors]
             l2 = self._stack(torch._foreach_norm(local))
             if self._sharded is not None:
                 l2 = self._sharded.l2(l2)
@@ -839,7 +842,11 @@ class Monitor:
         """
         with torch.no_grad():
             zero = self._zero
-            grads = [zero if g is None else distributed.local(g) for g in grads]
+            if self._sharded is None:  # the common case: no per-tensor DTensor check
+                if any(g is None for g in grads):
+                    grads = [zero if g is None else g for g in grads]
+            else:
+                grads = [zero if g is None else distributed.local(g) for g in grads]
             l2 = self._stack(torch._foreach_norm(grads))
             if self._sharded is not None:
                 l2 = self._sharded.l2(l2)
