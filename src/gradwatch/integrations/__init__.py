@@ -13,9 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 from gradwatch.errors import ConfigError
+from gradwatch.monitor import History, Monitor, Verdict
 from gradwatch.monitor.sinks import flat_scalars
 
-__all__ = ["flat_metrics", "require"]
+__all__ = ["close_monitor", "flat_metrics", "require"]
 
 
 def require(module: str, extra: str) -> Any:
@@ -31,3 +32,11 @@ def require(module: str, extra: str) -> Any:
 def flat_metrics(record: dict[str, Any]) -> dict[str, float]:
     """One monitor record as ``{"gradwatch/...": float}``, the shape loggers take."""
     return flat_scalars(record)
+
+
+def close_monitor(mon: Monitor) -> tuple[History, Verdict]:
+    """The end of a fit: the monitor's history and verdict, then close it (hooks off, sinks flushed) whatever happens."""
+    try:
+        return mon.history, mon.verdict()
+    finally:
+        mon.close()

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from gradwatch.integrations import flat_metrics, require
+from gradwatch.integrations import close_monitor, flat_metrics, require
 from gradwatch.monitor import Monitor, Verdict
 from gradwatch.monitor.sinks import Sink
 
@@ -112,10 +112,6 @@ class GradwatchCallback(transformers.TrainerCallback):
         mon, self.monitor = self.monitor, None
         if mon is None:
             return
-        try:
-            self.history = mon.history
-            self.verdict = mon.verdict()
-        finally:
-            mon.close()
+        self.history, self.verdict = close_monitor(mon)
         if state.is_world_process_zero:
             print(f"gradwatch verdict: {self.verdict}")

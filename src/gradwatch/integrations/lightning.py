@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from gradwatch.integrations import flat_metrics, require
+from gradwatch.integrations import close_monitor, flat_metrics, require
 from gradwatch.monitor import Monitor, Verdict
 from gradwatch.monitor.sinks import Sink
 
@@ -109,10 +109,6 @@ class GradwatchCallback(L.Callback):
         mon, self.monitor = self.monitor, None
         if mon is None:
             return
-        try:
-            self.history = mon.history
-            self.verdict = mon.verdict()
-        finally:
-            mon.close()
+        self.history, self.verdict = close_monitor(mon)
         if not quiet and trainer.is_global_zero:
             print(f"gradwatch verdict: {self.verdict}")
