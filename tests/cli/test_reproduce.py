@@ -69,3 +69,10 @@ def test_full_tier_code_paths_run_at_toy_size(monkeypatch, tmp_path):
         assert o.measured and o.figure is not None and isinstance(o.passed, bool)
     assert "pixel-by-pixel digits" in outcomes[-1].measured
     assert len(list((tmp_path / "irnn").glob("*/result.json"))) == 2 + 2 * 2  # adding IRNN + pixels (IRNN, tanh)
+
+
+def test_every_remedy_appears_in_a_claim():
+    from gradwatch import remedies
+
+    used = {r for c in CLAIMS.values() for r in c.remedies}
+    assert used == {r.name for r in remedies.available()}

@@ -56,7 +56,7 @@ def test_page_loads_without_errors_and_every_image_decodes(report, tmp_path) -> 
     m = re.search(r"images=(\d+) decoded=(\d+) errors=(\d+)", r.stdout)
     assert m, (r.stdout[-1000:], r.stderr[-2000:])
     images, decoded, errors = (int(g) for g in m.groups())
-    assert images == html.count('src="data:image/png;base64,') == 3  # three of the four claims draw a figure
+    assert images == html.count('src="data:image/png;base64,') == 4  # each of the four claims draws a figure
     assert decoded == images
     assert errors == 0
     console_errors = [ln for ln in r.stderr.splitlines() if "CONSOLE" in ln and ("Uncaught" in ln or "ERROR" in ln)]

@@ -38,6 +38,7 @@ class Claim:
     published: str
     criterion: str
     check: Callable[[str], Outcome]
+    remedies: tuple[str, ...] = ()  # names from gradwatch.remedies.available() that the claim exercises
 
 
 _RUN_STORE: ContextVar[Path | None] = ContextVar("gradwatch_reproduce_run_store", default=None)

@@ -612,7 +612,7 @@ def _batchnorm(tier: str) -> Outcome:
     Xtr, ytr, Xte, yte = X[:1400], y[:1400], X[1400:], y[1400:]
     steps = 300 if tier == "quick" else 1500
     errs, pct, drift = {}, {}, {}
-    for norm in (None, "batch"):
+    for norm in (None, "batch", "layer"):
         key = norm or "none"
         net = models.mlp(20, 64, 64, 10, activation="sigmoid", norm=norm, seed=0)
         # Ioffe & Szegedy's fig. 1(b, c): the {15, 50, 85}th percentiles of the input to one sigmoid
@@ -651,7 +651,7 @@ def _batchnorm(tier: str) -> Outcome:
     axes[0].legend(fontsize=7)
     return Outcome(
         measured=f"20-layer sigmoid MLP on digits after {steps} SGD steps: held-out error {errs['none']:.1%} without "
-        f"batch norm, {errs['batch']:.1%} with it; drift of the sigmoid input's 15/50/85th percentiles (first vs last "
+        f"batch norm, {errs['batch']:.1%} with it ({errs['layer']:.1%} with layer norm, Ba et al. 2016); drift of the sigmoid input's 15/50/85th percentiles (first vs last "
         f"tenth of training): {drift['none']:.2f} without, {drift['batch']:.2f} with",
         passed=errs["none"] > 0.8 and errs["batch"] < 0.5 and drift["batch"] < drift["none"],
         values={"errors": errs, "percentile_drift": drift},
@@ -700,7 +700,14 @@ def _rprop(tier: str) -> Outcome:
     def train(opt_name: str, scale: float, epochs: int, seed: int) -> tuple[list[float], torch.nn.Module]:
         torch.manual_seed(seed)
         net = nn.Sequential(nn.Linear(10, 5), nn.Sigmoid(), nn.Linear(5, 10)).double()
-        opt = torch.optim.Rprop(net.parameters()) if opt_name == "rprop" else torch.optim.SGD(net.parameters(), lr=0.5)
+        if opt_name == "rprop":
+            opt = torch.optim.Rprop(net.parameters())
+        elif opt_name == "sign_sgd":
+            from gradwatch.remedies.optim import SignSGD
+
+            opt = SignSGD(net.parameters(), lr=0.01, momentum=0.9)
+        else:
+            opt = torch.optim.SGD(net.parameters(), lr=0.5)
         losses = []
         for _ in range(epochs):
             opt.zero_grad()
@@ -716,6 +723,10 @@ def _rprop(tier: str) -> Outcome:
     _, net_a = train("rprop", 1.0, 50, 0)
     _, net_b = train("rprop", 1e-6, 50, 0)
     invariant = all(torch.equal(p, q) for p, q in zip(net_a.parameters(), net_b.parameters(), strict=True))
+    # sign-SGD uses only the sign of its momentum buffer; a power-of-two scale keeps that buffer exact
+    _, net_c = train("sign_sgd", 1.0, 50, 0)
+    _, net_d = train("sign_sgd", 2.0**-20, 50, 0)
+    sign_invariant = all(torch.equal(p, q) for p, q in zip(net_c.parameters(), net_d.parameters(), strict=True))
     seeds = range(5 if tier == "quick" else 20)
     e_rprop, e_sgd = [], []
     curves = None
@@ -735,10 +746,16 @@ def _rprop(tier: str) -> Outcome:
     ax.set_ylabel("cross-entropy, 10-5-10 encoder")
     ax.legend(fontsize=8)
     return Outcome(
-        measured=f"loss × 1e-6 gives bitwise the same weights after 50 epochs (float64): {invariant}; epochs to reach "
+        measured=f"loss × 1e-6 gives bitwise the same weights after 50 epochs (float64): {invariant} (sign-SGD, loss "
+        f"× 2^-20: {sign_invariant}); epochs to reach "
         f"cross-entropy 0.1 (median over {len(seeds)} seeds, max {max_epochs}): Rprop {med_r:g}, SGD {med_s:g}",
-        passed=invariant and med_r < med_s,
-        values={"invariant": invariant, "epochs_rprop": e_rprop, "epochs_sgd": e_sgd},
+        passed=invariant and sign_invariant and med_r < med_s,
+        values={
+            "invariant": invariant,
+            "sign_sgd_invariant": sign_invariant,
+            "epochs_rprop": e_rprop,
+            "epochs_sgd": e_sgd,
+        },
         figure=fig,
         note="Encoder with a softmax/cross-entropy readout (the paper used sigmoid outputs and squared error); "
         "float64, because in float32 the products of consecutive tiny scaled gradients can underflow to 0 and "
@@ -812,6 +829,7 @@ _ALL: dict[str, Claim] = {
             "(L+1)^{L+1}/L^L = 4, 6.75, 9.48, 12.2 for L = 1..4; orthogonal: 1",
             "within 10 % of the formula (N = 300) for L = 1..4; orthogonal singular values within 1e-9 of 1",
             _products,
+            remedies=("init:orthogonal",),
         ),
         Claim(
             "lyapunov-transition",
@@ -829,6 +847,7 @@ _ALL: dict[str, Claim] = {
             "‖∏ ∂x_j/∂x_{j−1}‖ ≤ (‖W_rec‖·γσ)^k with γσ = 1/4 (sigmoid), 1 (tanh)",
             "the bound holds at every k for both trained networks",
             _trained_products,
+            remedies=("spectral_radius<1",),
         ),
         Claim(
             "latching",
@@ -850,6 +869,7 @@ _ALL: dict[str, Claim] = {
             "top layer's mean activation < 0.1 in the second half of training; normalized init's mean singular value "
             "closer to 1 and its gradient-variance spread across layers smaller than the standard init's",
             _glorot_bengio,
+            remedies=("init:glorot",),
         ),
         Claim(
             "kumar-init",
@@ -860,6 +880,7 @@ _ALL: dict[str, Claim] = {
             "pre-activation variance within a factor 3 across all layers; held-out error at least 20 points below "
             "Glorot's after the same training",
             _kumar,
+            remedies=("init:kumar",),
         ),
         Claim(
             "yilmaz-poli-init",
@@ -869,6 +890,7 @@ _ALL: dict[str, Claim] = {
             "deep logistic MLPs trained efficiently with the negative-mean init",
             "Yilmaz–Poli mean error < 70 % while Glorot and torch's default stay ≥ 85 % (chance 90 %)",
             _yilmaz_poli,
+            remedies=("init:yilmaz_poli",),
         ),
         Claim(
             "he-degradation",
@@ -879,6 +901,7 @@ _ALL: dict[str, Claim] = {
             "deep plain training error > shallow + 30 points; deep residual within 5 points of shallow plain; the "
             "monitor's verdict on the deep plain net is 'healthy'",
             _he_residual,
+            remedies=("residual", "batchnorm", "relu"),
         ),
         Claim(
             "veit-paths",
@@ -888,6 +911,7 @@ _ALL: dict[str, Claim] = {
             "effective paths of 5–17 blocks in a 54-block ResNet",
             "log magnitude linear in length (r < −0.95, negative slope); gradient-weighted path length < n/4",
             _veit,
+            remedies=("residual",),
         ),
         Claim(
             "batchnorm-deep-sigmoid",
@@ -899,6 +923,7 @@ _ALL: dict[str, Claim] = {
             "without BN the held-out error stays near chance (> 80 %), with BN it falls below 50 %; the percentiles "
             "drift less with BN",
             _batchnorm,
+            remedies=("batchnorm", "layernorm"),
         ),
         Claim(
             "faster-hardware",
@@ -907,6 +932,7 @@ _ALL: dict[str, Claim] = {
             "about a million-fold more compute from 1991 to 2015, much of it from GPUs",
             "the same training run is faster on the GPU than on the CPU (skipped when no GPU is present)",
             _gpu,
+            remedies=("gpu",),
         ),
         Claim(
             "rprop",
@@ -916,6 +942,7 @@ _ALL: dict[str, Claim] = {
             "invariance by construction; Rprop learns the encoder in far fewer epochs than back-propagation",
             "bitwise-equal weights with the loss × 1e-6; Rprop solves the encoder (all 10 patterns) on more seeds than SGD",
             _rprop,
+            remedies=("rprop", "sign_sgd"),
         ),
         Claim(
             "history-compressor",
@@ -924,6 +951,7 @@ _ALL: dict[str, Claim] = {
             "the chunker's input is about as long as the number of unpredictable events",
             "hierarchy > 95 % held-out accuracy; a single tanh RNN of the same size < 65 %",
             _compressor,
+            remedies=("history_compressor",),
         ),
         Claim(
             "hs97-adding",
@@ -934,6 +962,7 @@ _ALL: dict[str, Claim] = {
             "every LSTM seed ≤ 1 % of 2,560 test sequences with |error| ≥ 0.04; every tanh/sigmoid RNN seed's "
             "held-out error ≥ 70 % of the constant guess's",
             _cr.hs97_adding,
+            remedies=("lstm", "init:forget_bias", "clip_grad_norm"),
         ),
         Claim(
             "hs97-temporal-order",
@@ -943,6 +972,7 @@ _ALL: dict[str, Claim] = {
             "T = 100–110: 1 of 2,560 test sequences wrong, after 31,390 training sequences",
             "held-out error ≤ 1 % for every seed",
             _cr.hs97_temporal_order,
+            remedies=("lstm", "init:forget_bias"),
         ),
         Claim(
             "pascanu-clipping",
@@ -953,6 +983,7 @@ _ALL: dict[str, Claim] = {
             "no clipped run diverges; clipping raises the success rate at some length; clipping + regularizer "
             "at least matches plain SGD at every length",
             _cr.pascanu_clipping,
+            remedies=("clip_grad_norm", "pascanu_regularizer"),
         ),
         Claim(
             "guessing",
@@ -964,6 +995,7 @@ _ALL: dict[str, Claim] = {
             "every run solves; random guessing's mean within 3× the published one; the GA not significantly slower "
             "than guessing (one-sided Mann–Whitney U, p ≥ 0.05)",
             _cr.guessing,
+            remedies=("random_search", "genetic_algorithm"),
         ),
         Claim(
             "dbn-pretraining",
@@ -973,6 +1005,7 @@ _ALL: dict[str, Claim] = {
             "after the same fine-tuning budget, every pre-trained seed's held-out error is at least 10 points below "
             "every randomly initialized seed's",
             _cr.dbn_pretraining,
+            remedies=("dbn_pretraining",),
         ),
         Claim(
             "irnn",
@@ -982,6 +1015,41 @@ _ALL: dict[str, Claim] = {
             "adding, T = 150–400: IRNN reaches low test MSE, tanh RNN stays at the baseline",
             "IRNN mean held-out error < 0.1; tanh RNN's > 0.25 (constant guess 0.36)",
             _cr.irnn,
+            remedies=("init:identity_recurrent", "relu"),
+        ),
+        Claim(
+            "relu-family",
+            "Glorot, Bordes & Bengio 2011 (rectifiers); Maas, Hannun & Ng 2013 (leaky ReLU); He et al. 2015 (init)",
+            "Rectified units keep the gradient of a deep MLP alive where sigmoid and tanh units let it vanish; the "
+            "monitor's verdict says which.",
+            "deep rectifier nets train with plain back-propagation; saturating ones need pre-training",
+            "sigmoid and tanh: held-out error > 80 % and the monitor says 'vanishing'; ReLU and leaky ReLU: < 50 % "
+            "and 'healthy'",
+            _cr.relu_family,
+            remedies=("relu", "leaky_relu", "init:he"),
+        ),
+        Claim(
+            "clipping-rules",
+            "Pascanu, Mikolov & Bengio 2013, §3.2; Brock et al. 2021 (AGC); Seetharaman et al. 2020 (AutoClip)",
+            "Rescaling a too-large gradient keeps SGD from blowing up: every clipping rule keeps a run finite where "
+            "the unclipped run overflows, which the monitor diagnoses as exploding.",
+            "clipping 'deals with' exploding gradients: no divergence",
+            "the unclipped run diverges with an exploding/nonfinite verdict (on finite data); no clipped run and "
+            "not the lower-learning-rate run diverge",
+            _cr.clipping_rules,
+            remedies=("clip_grad_norm", "clip_grad_value", "agc", "autoclip", "lr:lower", "data:check"),
+        ),
+        Claim(
+            "amp-loss-scaling",
+            "Micikevicius et al. 2018, 'Mixed precision training', §3.2 (loss scaling)",
+            "Small gradients underflow to zero in fp16; scaling the loss before backward keeps them, and the "
+            "monitor reports the unscaled values.",
+            "gradient values below 2^-24 become zero in fp16; loss scaling shifts them into range",
+            "without scaling > 90 % of a deep sigmoid net's first-layer gradient entries are 0; with a GradScaler no "
+            "more than in fp32 (+1 point), within 1 % of the fp32 gradient, and the monitor's norm within 5 % of the "
+            "fp32 run's",
+            _cr.amp_loss_scaling,
+            remedies=("amp:grad_scaler",),
         ),
     )
 }
@@ -1009,5 +1077,9 @@ _ORDER = (
     "history-compressor",
     "irnn",
     "faster-hardware",
+    # beyond the list: every remedy in gradwatch.remedies appears in some claim
+    "relu-family",
+    "clipping-rules",
+    "amp-loss-scaling",
 )
 CLAIMS: dict[str, Claim] = {k: _ALL[k] for k in _ORDER}
