@@ -102,10 +102,22 @@ def test_lightning_callback_records_each_optimizer_step_logs_and_gives_a_verdict
     np.testing.assert_allclose([e.value for e in acc.Scalars("gradwatch/clip/post")], h.clip_post, rtol=1e-6)
 
 
-def test_lightning_bf16_mixed(tmp_path) -> None:
+def test_lightning_bf16_mixed_with_a_wandb_sink(tmp_path, monkeypatch) -> None:
+    wandb = pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run = wandb.init(project="gradwatch-test", dir=str(tmp_path), mode="offline")
+    logged = []
+    original = run.log
+
+    def spy(data, step=None, **kw):
+        logged.append((step, dict(data)))
+        return original(data, step=step, **kw)
+
+    monkeypatch.setattr(run, "log", spy)
     x, y = _data()
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=BATCH)
-    cb = GradwatchCallback()
+    cb = GradwatchCallback(sinks=[sinks.WandB(run)])
     trainer = L.Trainer(
         max_steps=3,
         precision="bf16-mixed",
@@ -118,5 +130,9 @@ def test_lightning_bf16_mixed(tmp_path) -> None:
         default_root_dir=tmp_path,
     )
     trainer.fit(_Module(), loader)
+    run.finish()
     assert cb.history.n_steps == 3
     assert np.isfinite(cb.history.global_grad_norm).all()
+    # the W&B sink got every record from the callback
+    assert [s for s, _ in logged] == [0, 1, 2]
+    np.testing.assert_allclose([d["gradwatch/global_grad_norm"] for _, d in logged], cb.history.global_grad_norm)
