@@ -20,6 +20,7 @@ from torch import nn
 
 from gradwatch.report import claims_remedies as _cr
 from gradwatch.report._claim import TIERS, Claim, Outcome
+from gradwatch.tasks import digits_split
 from gradwatch.theory import doya, landscape
 
 __all__ = ["CLAIMS", "TIERS", "Claim", "Outcome"]
@@ -328,7 +329,7 @@ def _glorot_normalized_(module: nn.Module) -> nn.Module:
 def _glorot_bengio(tier: str) -> Outcome:
     from gradwatch import models
 
-    Xtr, ytr, _, _ = _digits_split()
+    Xtr, ytr, _, _ = digits_split()
     steps = 300 if tier == "quick" else 2000
     # (a) sigmoid net, standard init, mini-batches of 10 (as in the paper): the top hidden layer saturates
     with torch.random.fork_rng(devices=[]):
@@ -391,19 +392,6 @@ def _glorot_bengio(tier: str) -> Outcome:
 
 
 # --------------------------------------------------------------------------- 12/13. initializations of deep logistic nets
-_DIGITS_SPLIT: tuple[torch.Tensor, ...] | None = None
-
-
-def _digits_split() -> tuple[torch.Tensor, ...]:
-    global _DIGITS_SPLIT
-    if _DIGITS_SPLIT is None:
-        from sklearn.datasets import load_digits
-
-        d = load_digits()
-        X = torch.tensor(d.data, dtype=torch.float32) / 16
-        y = torch.tensor(d.target)
-        _DIGITS_SPLIT = (X[:1400], y[:1400], X[1400:], y[1400:])
-    return _DIGITS_SPLIT
 
 
 def _train_digits_mlp(init_name: str, seed: int, depth: int, steps: int, optimizer: str, lr: float) -> float:
@@ -411,7 +399,7 @@ def _train_digits_mlp(init_name: str, seed: int, depth: int, steps: int, optimiz
     from gradwatch import models
     from gradwatch.remedies import init
 
-    Xtr, ytr, Xte, yte = _digits_split()
+    Xtr, ytr, Xte, yte = digits_split()
     net = models.mlp(depth, 64, 64, 10, activation="sigmoid", seed=seed)
     apply = {
         "kumar (paper: std 3.6/√N)": lambda m: init.kumar_(m, "sigmoid", "paper"),
@@ -438,9 +426,13 @@ def _kumar(tier: str) -> Outcome:
     from gradwatch import models
     from gradwatch.remedies import init
 
-    Xtr = _digits_split()[0]
+    Xtr = digits_split()[0]
     depth, steps, seeds = (10, 400, [0, 1]) if tier == "quick" else (15, 1500, [0, 1, 2, 3, 4])
-    net = init.kumar_(models.mlp(depth, 64, 64, 10, activation="sigmoid", seed=0), "sigmoid")
+    net = init.kumar_(
+        models.mlp(depth, 64, 64, 10, activation="sigmoid", seed=0),
+        "sigmoid",
+        generator=torch.Generator().manual_seed(0),  # the same draw in every run, whatever ran before
+    )
     variances = []
     with torch.no_grad():
         h = Xtr[:512]
@@ -492,7 +484,7 @@ def _he_residual(tier: str) -> Outcome:
     from gradwatch import models
     from gradwatch.monitor import Monitor
 
-    Xtr, ytr, _, _ = _digits_split()
+    Xtr, ytr, _, _ = digits_split()
     shallow, deep, steps = (4, 48, 400) if tier == "quick" else (8, 96, 1500)
 
     def train(depth: int, residual: bool) -> tuple[float, str, np.ndarray]:
@@ -546,7 +538,7 @@ def _veit(tier: str) -> Outcome:
 
     from gradwatch import models
 
-    Xtr, ytr, _, _ = _digits_split()
+    Xtr, ytr, _, _ = digits_split()
     n = 20 if tier == "quick" else 54
     net = models.mlp(n, 64, 64, 10, activation="relu", norm="batch", residual=True, seed=0)
     opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
@@ -602,14 +594,9 @@ def _veit(tier: str) -> Outcome:
 
 # --------------------------------------------------------------------------- 16. batch normalization
 def _batchnorm(tier: str) -> Outcome:
-    from sklearn.datasets import load_digits
-
     from gradwatch import models
 
-    d = load_digits()
-    X = torch.tensor(d.data, dtype=torch.float32) / 16
-    y = torch.tensor(d.target)
-    Xtr, ytr, Xte, yte = X[:1400], y[:1400], X[1400:], y[1400:]
+    Xtr, ytr, Xte, yte = digits_split()
     steps = 300 if tier == "quick" else 1500
     errs, pct, drift = {}, {}, {}
     for norm in (None, "batch", "layer"):

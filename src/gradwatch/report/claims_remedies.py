@@ -23,7 +23,7 @@ from gradwatch.experiments import RunStore, Spec, run, run_seeds
 from gradwatch.experiments.runner import EVAL_SEED_OFFSET, Result
 from gradwatch.monitor import time_profile
 from gradwatch.report._claim import Outcome, run_store_root
-from gradwatch.tasks import get_task
+from gradwatch.tasks import digits_split, get_task
 
 __all__ = [
     "amp_loss_scaling",
@@ -512,17 +512,12 @@ def guessing(tier: str) -> Outcome:
 
 # --------------------------------------------------------------------------- 18. DBN (Hinton et al. 2006)
 def dbn_pretraining(tier: str) -> Outcome:
-    from sklearn.datasets import load_digits
-
     from gradwatch.remedies.pretrain import load_dbn_, pretrain_dbn
 
     depth, width = 4, 100
     seeds = (0, 1, 2) if tier == "quick" else tuple(range(10))
     steps = 1000 if tier == "quick" else 4000
-    d = load_digits()
-    X = torch.tensor(d.data, dtype=torch.float32) / 16
-    y = torch.tensor(d.target)
-    Xtr, ytr, Xte, yte = X[:1400], y[:1400], X[1400:], y[1400:]
+    Xtr, ytr, Xte, yte = digits_split()
 
     def net(seed: int) -> nn.Module:
         with torch.random.fork_rng(devices=[]):
@@ -710,13 +705,9 @@ def _error_bars(errs: dict[str, float], diverged: dict[str, bool], ylabel: str) 
 # --------------------------------------------------------------------------- extra: AMP loss scaling
 def amp_loss_scaling(tier: str) -> Outcome:
     """fp16 gradients of a deep sigmoid net underflow to zero; loss scaling (GradScaler) keeps them."""
-    from sklearn.datasets import load_digits
-
     from gradwatch.monitor import Monitor
 
-    d = load_digits()
-    X = torch.tensor(d.data, dtype=torch.float32) / 16
-    y = torch.tensor(d.target)
+    X, y, _, _ = digits_split(n_train=1797)
     depth = 6
 
     def net() -> nn.Module:

@@ -27,7 +27,7 @@ from torch import nn
 from gradwatch import _checks
 from gradwatch.errors import ConfigError
 
-__all__ = ["TASKS", "Task", "get_task", "rare_events"]
+__all__ = ["TASKS", "Task", "digits_split", "get_task", "rare_events"]
 
 Generator = torch.Generator
 
@@ -202,6 +202,13 @@ def _digits() -> tuple[torch.Tensor, torch.Tensor]:
         d = load_digits()
         _DIGITS = (torch.tensor(d.data, dtype=torch.float32) / 16.0, torch.tensor(d.target))
     return _DIGITS
+
+
+def digits_split(n_train: int = 1400) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """scikit-learn's digits as (X_train, y_train, X_test, y_test): pixels scaled to [0, 1], the first
+    ``n_train`` of the 1,797 images for training (the file's order; no shuffling), the rest held out."""
+    X, y = _digits()
+    return X[:n_train], y[:n_train], X[n_train:], y[n_train:]
 
 
 def _sequential_digits(length: int, B: int, gen: Generator, permuted: bool = False):
