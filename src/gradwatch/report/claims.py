@@ -556,9 +556,11 @@ def _veit(tier: str) -> Outcome:
     # the error signal at the top: the gradient of the mean logit w.r.t. the last block's output
     top_in = ys[-1].detach().requires_grad_(True)
     (g_top,) = torch.autograd.grad(net.output(net.final(top_in)).mean(), top_in)
-    g_top = g_top[0]
+    g_top = g_top[0].double()
 
-    jac = [torch.autograd.functional.jacobian(net.blocks[i].branch, ys[i])[0, :, 0, :] for i in range(n)]
+    # float64 for the path products: at 54 blocks the longest paths' magnitudes (≈ e^-90) are below
+    # float32's smallest normal number and would flush to 0
+    jac = [torch.autograd.functional.jacobian(net.blocks[i].branch, ys[i])[0, :, 0, :].double() for i in range(n)]
     rng = np.random.default_rng(0)
     lengths = np.arange(n + 1)
     mags = []
