@@ -127,3 +127,22 @@ def test_hf_trainer_callback(tmp_path, capsys) -> None:
     assert any("gradwatch/global_grad_norm" in t for t in tags), tags
     assert cb.verdict is not None
     assert "gradwatch verdict" in capsys.readouterr().out
+
+
+def test_attach_hands_the_accelerators_grad_scaler_to_the_monitor(tmp_path) -> None:
+    """fp16 needs CUDA in the Trainer; the wiring is checked with a scaler set on the accelerator."""
+    pytest.importorskip("accelerate")
+    from gradwatch.integrations.hf import GradwatchCallback
+
+    args = transformers.TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[], max_steps=1)
+    model = _gpt2()
+    trainer = transformers.Trainer(model=model, args=args, train_dataset=_Tokens(4))
+    scaler = torch.amp.GradScaler("cpu")
+    trainer.accelerator.scaler = scaler
+    cb = GradwatchCallback().attach(trainer)
+    assert trainer.callback_handler.callbacks[0] is cb
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    cb.on_train_begin(args, trainer.state, trainer.control, model=model, optimizer=opt)
+    assert cb.monitor.scaler is scaler
+    cb.on_train_end(args, trainer.state, trainer.control)
+    assert "update" not in scaler.__dict__  # the monitor let go of the scaler

@@ -18,7 +18,8 @@ hook adds the post-clip norm (``"clip"``). Records are added to the Trainer's lo
 callback is first in line: use :meth:`GradwatchCallback.attach`), go to any ``sinks=``,
 and the verdict is printed (main process) and kept in ``callback.verdict`` at the end.
 
-Mixed precision with fp16 (a GradScaler): pass ``scaler=trainer.accelerator.scaler``.
+Mixed precision with fp16 (a GradScaler): :meth:`GradwatchCallback.attach` hands the
+accelerator's scaler to the monitor; without ``attach``, pass ``scaler=trainer.accelerator.scaler``.
 """
 
 from __future__ import annotations
@@ -61,10 +62,16 @@ class GradwatchCallback(transformers.TrainerCallback):
         self.history: Any = None
         self._hooks: list[Any] = []
         self._queued = False
+        self._trainer: Any = None
 
     def attach(self, trainer: Any) -> GradwatchCallback:
-        """Put this callback first among the trainer's callbacks (its numbers reach every logger)."""
+        """Put this callback first among the trainer's callbacks (its numbers reach every logger).
+
+        It also remembers the trainer, so that under fp16 mixed precision the monitor gets the
+        accelerator's GradScaler (``scaler=``) without being told.
+        """
         trainer.callback_handler.callbacks.insert(0, self)
+        self._trainer = trainer
         return self
 
     # ------------------------------------------------------------------ reading gradients
@@ -82,6 +89,9 @@ class GradwatchCallback(transformers.TrainerCallback):
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, optimizer: Any = None, **kw: Any):
         inner = getattr(optimizer, "optimizer", optimizer)  # accelerate wraps the torch optimizer
         kwargs = {"sync_every": max(1, int(args.logging_steps)) if args.logging_steps >= 1 else 50}
+        scaler = getattr(getattr(self._trainer, "accelerator", None), "scaler", None)
+        if scaler is not None and isinstance(inner, torch.optim.Optimizer):
+            kwargs["scaler"] = scaler
         kwargs.update(self.monitor_kwargs)
         self.monitor = Monitor(
             model, inner if isinstance(inner, torch.optim.Optimizer) else None, sinks=self.sinks, **kwargs
