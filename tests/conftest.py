@@ -35,3 +35,23 @@ def cli(capsys):
         return CliResult(code, captured.out, captured.err)
 
     return run
+
+
+@pytest.fixture
+def wandb_run(tmp_path, monkeypatch):
+    """An offline W&B run whose ``log`` calls are also kept: yields (run, [(step, data), ...])."""
+    wandb = pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run = wandb.init(project="gradwatch-test", dir=str(tmp_path), mode="offline")
+    logged: list = []
+    original = run.log
+
+    def spy(data, step=None, **kw):
+        logged.append((step, dict(data)))
+        return original(data, step=step, **kw)
+
+    monkeypatch.setattr(run, "log", spy)
+    yield run, logged
+    run.finish()

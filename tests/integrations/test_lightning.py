@@ -102,19 +102,8 @@ def test_lightning_callback_records_each_optimizer_step_logs_and_gives_a_verdict
     np.testing.assert_allclose([e.value for e in acc.Scalars("gradwatch/clip/post")], h.clip_post, rtol=1e-6)
 
 
-def test_lightning_bf16_mixed_with_a_wandb_sink(tmp_path, monkeypatch) -> None:
-    wandb = pytest.importorskip("wandb")
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    run = wandb.init(project="gradwatch-test", dir=str(tmp_path), mode="offline")
-    logged = []
-    original = run.log
-
-    def spy(data, step=None, **kw):
-        logged.append((step, dict(data)))
-        return original(data, step=step, **kw)
-
-    monkeypatch.setattr(run, "log", spy)
+def test_lightning_bf16_mixed_with_a_wandb_sink(tmp_path, wandb_run) -> None:
+    run, logged = wandb_run
     x, y = _data()
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=BATCH)
     cb = GradwatchCallback(sinks=[sinks.WandB(run)])

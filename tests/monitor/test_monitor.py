@@ -430,20 +430,8 @@ def test_tensorboard_sink_event_files_read_back(tmp_path):
     np.testing.assert_allclose([e.value for e in events], h.layers["0"].grad_norm, rtol=1e-6)
 
 
-def test_wandb_sink_offline(tmp_path, monkeypatch):
-    wandb = pytest.importorskip("wandb")
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    run = wandb.init(project="gradwatch-test", dir=str(tmp_path), mode="offline")
-    logged = []
-    original = run.log
-
-    def spy(data, step=None, **kw):
-        logged.append((step, dict(data)))
-        return original(data, step=step, **kw)
-
-    monkeypatch.setattr(run, "log", spy)
+def test_wandb_sink_offline(wandb_run):
+    run, logged = wandb_run
     model = mlp(depth=2)
     with gw.Monitor(model, sinks=[gw.sinks.WandB(run)]) as mon:
         for x, y in batches(2):
