@@ -358,7 +358,7 @@ class Monitor:
         self._call_since_update = False  # a step() call in this scaler iteration (scale() … update())
         self._last_call_recorded = False
         self._last_record: int | None = None
-        self._scaler_update: Any = None
+        self._scaler_shadows: tuple[Any, Any] | None = None  # our scaler.update, scaler.scale
         self._scale_used: torch.Tensor | None = None
         self._in_opt_step = False  # between the optimizer's step pre- and post-hooks
         self._closure_record: int | None = None  # a record made inside optimizer.step
@@ -582,7 +582,7 @@ class Monitor:
 
         scaler.update = update  # type: ignore[method-assign]
         scaler.scale = scale  # type: ignore[method-assign]
-        self._scaler_update = (update, scale)
+        self._scaler_shadows = (update, scale)
 
     def _on_scaler_update(self) -> None:
         state = self.scaler._per_optimizer_states.get(id(self.optimizer))
@@ -818,19 +818,27 @@ class Monitor:
         self._disarm()
         self._arm(self._calls)
 
+    def _locals(self, tensors: Sequence[torch.Tensor | None]) -> Sequence[torch.Tensor]:
+        """This rank's part of each tensor, a zero scalar for a missing one."""
+        if self._sharded is None:  # the common case: no per-tensor DTensor check
+            if any(t is None for t in tensors):
+                return [self._zero if t is None else t for t in tensors]
+            return tensors  # type: ignore[return-value]
+        return [self._zero if t is None else distributed.local(t) for t in tensors]
+
+    def _norms(self, local: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Per-tensor L2 norms of local tensors, made global under sharding (one device tensor)."""
+        l2 = self._stack(torch._foreach_norm(local))
+        return l2 if self._sharded is None else self._sharded.l2(l2)
+
+    @staticmethod
+    def _unscaled(row: torch.Tensor, inv_scale: torch.Tensor | None) -> torch.Tensor:
+        return row if inv_scale is None else (row.double() * inv_scale).to(row.dtype)
+
     def _l2_row(self, tensors: Sequence[torch.Tensor | None], inv_scale: torch.Tensor | None = None) -> torch.Tensor:
         """Per-parameter L2 norms (global under sharding, unscaled under AMP) as one device tensor."""
         with torch.no_grad():
-            if self._sharded is None:
-                local = [self._zero if t is None else t for t in tensors]
-            else:
-                local = [self._zero if t is None else distributed.local(t) for t in tensors]
-            l2 = self._stack(torch._foreach_norm(local))
-            if self._sharded is not None:
-                l2 = self._sharded.l2(l2)
-            if inv_scale is not None:
-                l2 = (l2.double() * inv_scale).to(l2.dtype)
-            return l2
+            return self._unscaled(self._norms(self._locals(tensors)), inv_scale)
 
     def _grad_row(self, grads: list[torch.Tensor | None], inv_scale: torch.Tensor | None = None) -> torch.Tensor:
         """Per parameter: [‖g‖₂ (P), max |g| (P)] (or just ‖g‖₂) in one small device tensor.
@@ -841,32 +849,21 @@ class Monitor:
         and the global norm happen on the host at sync time.
         """
         with torch.no_grad():
-            zero = self._zero
-            if self._sharded is None:  # the common case: no per-tensor DTensor check
-                if any(g is None for g in grads):
-                    grads = [zero if g is None else g for g in grads]
-            else:
-                grads = [zero if g is None else distributed.local(g) for g in grads]
-            l2 = self._stack(torch._foreach_norm(grads))
-            if self._sharded is not None:
-                l2 = self._sharded.l2(l2)
+            local = self._locals(grads)
+            l2 = self._norms(local)
             if not self.grad_max:
-                row = l2
+                return self._unscaled(l2, inv_scale)
+            if self._device.type == "cuda" and self._uniform:
+                top = self._stack(torch._foreach_norm(local, ord=math.inf))
             else:
-                if self._device.type == "cuda" and self._uniform:
-                    top = self._stack(torch._foreach_norm(grads, ord=math.inf))
-                else:
-                    # an empty local shard has no max: 0 is neutral for max |g|
-                    hi = self._stack([torch.amax(g) if g.numel() else zero for g in grads])
-                    lo = self._stack([torch.amin(g) if g.numel() else zero for g in grads])
-                    # NaN must win, as it does in max |g|: torch.maximum propagates NaN.
-                    top = torch.maximum(hi, lo.neg())
-                if self._sharded is not None:
-                    top = self._sharded.amax(top)
-                row = torch.cat([l2, top])
-            if inv_scale is not None:
-                row = (row.double() * inv_scale).to(row.dtype)
-            return row
+                zero = self._zero  # an empty local shard has no max: 0 is neutral for max |g|
+                hi = self._stack([torch.amax(g) if g.numel() else zero for g in local])
+                lo = self._stack([torch.amin(g) if g.numel() else zero for g in local])
+                # NaN must win, as it does in max |g|: torch.maximum propagates NaN.
+                top = torch.maximum(hi, lo.neg())
+            if self._sharded is not None:
+                top = self._sharded.amax(top)
+            return self._unscaled(torch.cat([l2, top]), inv_scale)
 
     def _take_profile(self, pending: _Pending) -> None:
         x = self._profile_input
@@ -1185,8 +1182,8 @@ class Monitor:
             self._handles.clear()
             if self._tracer is not None:
                 self._tracer.detach()
-            if self._scaler_update is not None:
-                for attr, fn in zip(("update", "scale"), self._scaler_update, strict=True):
+            if self._scaler_shadows is not None:
+                for attr, fn in zip(("update", "scale"), self._scaler_shadows, strict=True):
                     if self.scaler.__dict__.get(attr) is fn:
                         delattr(self.scaler, attr)  # the class's method shows through again
             self._sync()

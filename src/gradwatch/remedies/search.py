@@ -106,6 +106,14 @@ def population_loss(
     return torch.nan_to_num(losses, nan=float("inf"))
 
 
+def _first_below(losses: torch.Tensor, threshold: float | None) -> int | None:
+    """Index of the first candidate whose loss is below ``threshold`` (None: none, or no threshold)."""
+    if threshold is None:
+        return None
+    hits = (losses < threshold).nonzero()
+    return int(hits[0]) if hits.numel() else None
+
+
 def random_search(
     module: nn.Module,
     inputs: torch.Tensor,
@@ -138,8 +146,7 @@ def random_search(
         m = min(b, n - done)
         pop = (torch.rand(m, dim, generator=gen) * 2 - 1) * a
         losses = population_loss(module, pop.to(inputs.device), inputs, targets, loss_fn)
-        if stop_below is not None and bool((losses < stop_below).any()):
-            i = int((losses < stop_below).nonzero()[0])
+        if (i := _first_below(losses, stop_below)) is not None:
             history.append(min(best_loss, float(losses[i])))
             return SearchResult(pop[i].clone(), float(losses[i]), history, done + i + 1)
         i = int(torch.argmin(losses))
@@ -193,8 +200,7 @@ def genetic_algorithm(
     best, best_loss = pop[0].clone(), float("inf")
     for g in range(G):
         losses = population_loss(module, pop.to(inputs.device), inputs, targets, loss_fn).cpu()
-        if stop_below is not None and bool((losses < stop_below).any()):
-            i = int((losses < stop_below).nonzero()[0])
+        if (i := _first_below(losses, stop_below)) is not None:
             history.append(min(best_loss, float(losses[i])))
             return SearchResult(pop[i].clone(), float(losses[i]), history, g * P + i + 1)
         order = torch.argsort(losses)
