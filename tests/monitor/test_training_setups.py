@@ -226,6 +226,7 @@ def test_pre_and_post_clip_norms_and_clip_rate(max_norm: float) -> None:
             opt.step()
             opt.zero_grad()
         records = mon.records()
+        assert mon.last_record() == records[-1] and mon.last_record()["step"] == 4
     h = mon.history
     for rec, a, b in zip(records, pre, post, strict=True):
         assert rec["global_grad_norm"] == pytest.approx(a, rel=1e-5)

@@ -107,10 +107,10 @@ class GradwatchCallback(transformers.TrainerCallback):
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any):
         if not self.log_to_trainer or self.monitor is None or logs is None or "loss" not in logs:
             return
-        records = self.monitor.records()
-        if not records:
+        last = self.monitor.last_record()  # not records(): a copy of every record per log step
+        if last is None:
             return
-        metrics = flat_metrics(records[-1])
+        metrics = flat_metrics(last)
         logs.update(metrics)
         if state.log_history and state.log_history[-1].get("step") == state.global_step:
             state.log_history[-1].update(metrics)

@@ -1128,6 +1128,11 @@ class Monitor:
         self._sync()
         return list(self._records)
 
+    def last_record(self) -> dict[str, Any] | None:
+        """The newest JSON record (syncing first), or None before the first; no copy of the others."""
+        self._sync()
+        return self._records[-1] if self._records else None
+
     def summary(self) -> Any:
         """A rich Table: per layer, the latest and median gradient norm, max |g|, update ratio."""
         from rich.table import Table
