@@ -47,7 +47,6 @@ def _runs(claim_id: str, spec: Spec, seeds: Sequence[int], *, batched: bool, kee
         return _CACHE[key]
     root = run_store_root()
     store = RunStore(root / claim_id) if root is not None else None
-    specs = [Spec.from_json({**spec.to_json(), "seed": s}) for s in seeds]
     if batched:
         results = run_seeds(spec, list(seeds))
         if store is not None:
@@ -56,7 +55,7 @@ def _runs(claim_id: str, spec: Spec, seeds: Sequence[int], *, batched: bool, kee
                 store.finish(r)
     else:
         results = []
-        for s in specs:
+        for s in (Spec.from_json({**spec.to_json(), "seed": seed}) for seed in seeds):
             run_dir = store.start(s) if store is not None else None
             r = run(s, run_dir, keep_model=keep_model)
             if store is not None:
