@@ -4,17 +4,30 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import math
+import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from gradwatch.errors import OutputError
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["png_data_uri", "prepare_folder", "save_figure", "to_json_number"]
+__all__ = [
+    "atomic_write_text",
+    "dump_json",
+    "from_json_number",
+    "json_safe",
+    "png_data_uri",
+    "prepare_folder",
+    "save_figure",
+    "to_json_number",
+]
 
 
 def to_json_number(x: float | None) -> float | str | None:
@@ -27,6 +40,63 @@ def to_json_number(x: float | None) -> float | str | None:
     if math.isinf(x):
         return "inf" if x > 0 else "-inf"
     return x
+
+
+def from_json_number(x: Any) -> float:
+    """Read a number written by :func:`to_json_number` (None becomes NaN)."""
+    if x is None:
+        return math.nan
+    return float(x)  # float() reads "nan", "inf", "-inf"
+
+
+def json_safe(value: Any) -> Any:
+    """Turn numpy/torch values and containers into JSON types; non-finite floats become "nan", "inf", "-inf".
+
+    The one place where non-finite numbers are converted for JSON: a document built with it
+    passes ``json.dumps(..., allow_nan=False)`` and every other JSON reader.
+    """
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.ndarray) or type(value).__module__.startswith("torch"):
+        return json_safe(value.tolist())
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return to_json_number(float(value))
+    return value
+
+
+def dump_json(value: Any, *, indent: int | None = None) -> str:
+    """``value`` as strict JSON text (non-finite numbers as strings, see :func:`json_safe`)."""
+    return json.dumps(json_safe(value), indent=indent, allow_nan=False)
+
+
+def atomic_write_text(path: str | Path, text: str, *, fsync: bool = False) -> Path:
+    """Write ``text`` to ``path`` all at once: a temporary file beside it, then a rename.
+
+    A reader never sees a half-written file, and a crash leaves either the old file or the
+    new one. ``fsync=True`` also flushes the data to disk before the rename (run stores).
+
+    Raises:
+        OutputError: the file cannot be written.
+    """
+    p = Path(path)
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as f:
+            f.write(text)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        tmp.replace(p)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"Cannot write {str(p)!r}: {exc.strerror or exc}.") from None
+    return p
 
 
 def save_figure(fig: Figure, path: Path) -> Path:

@@ -2,9 +2,13 @@
 
 ::
 
-    GradwatchError                 every error gradwatch raises on purpose
-     ├── ConfigError (ValueError)  a parameter outside its valid range or set
-     └── OutputError (OSError)     a path gradwatch was asked to write cannot be written
+    GradwatchError                       every error gradwatch raises on purpose
+     ├── ConfigError (ValueError)        a parameter outside its valid range or set
+     ├── OutputError (OSError)           a path gradwatch was asked to write cannot be written
+     ├── NonFiniteError (FloatingPointError)  Monitor.step(on_nonfinite="raise") met a NaN/Inf
+     └── SinkClosedError                 a sink was written after it was closed
+
+    GradwatchWarning (UserWarning)       a recoverable problem gradwatch noticed (it keeps going)
 
 The command line turns any ``GradwatchError`` into one red line and exit code 2.
 """
@@ -15,7 +19,15 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["ConfigError", "GradwatchError", "OutputError", "check_writable"]
+__all__ = [
+    "ConfigError",
+    "GradwatchError",
+    "GradwatchWarning",
+    "NonFiniteError",
+    "OutputError",
+    "SinkClosedError",
+    "check_writable",
+]
 
 
 class GradwatchError(Exception):
@@ -28,6 +40,18 @@ class ConfigError(GradwatchError, ValueError):
 
 class OutputError(GradwatchError, OSError):
     """A path that gradwatch was asked to write cannot be written."""
+
+
+class NonFiniteError(GradwatchError, FloatingPointError):
+    """Raised by ``Monitor.step`` with ``on_nonfinite="raise"`` when a NaN/Inf is recorded."""
+
+
+class SinkClosedError(GradwatchError):
+    """A sink was written after it was closed."""
+
+
+class GradwatchWarning(UserWarning):
+    """A recoverable problem gradwatch noticed (it keeps going)."""
 
 
 def out_of_range(name: str, owner: str, constraint: str, value: object) -> ConfigError:

@@ -193,6 +193,7 @@ def test_sweep_runs_into_the_store_and_resume_skips_finished_runs(tmp_path):
     assert again == [] and [r.error for r in results2] == [r.error for r in results]
 
 
+@pytest.mark.slow
 def test_kill_dash_9_in_the_middle_then_resume(tmp_path):
     sweep_file = _write_sweep(tmp_path / "s.toml", lengths=(10, 12, 14), seeds=(0, 1), steps=150)
     specs = load_sweep(sweep_file)

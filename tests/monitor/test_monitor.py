@@ -10,8 +10,7 @@ import torch
 from torch import nn
 
 import gradwatch as gw
-from gradwatch.errors import ConfigError, GradwatchError
-from gradwatch.monitor.sinks import SinkClosedError
+from gradwatch.errors import ConfigError, GradwatchError, SinkClosedError
 
 
 def mlp(depth=4, width=16, act=nn.Sigmoid, seed=0, in_dim=8, out_dim=3):

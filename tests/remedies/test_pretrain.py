@@ -95,7 +95,7 @@ def test_gaussian_rbm_on_standardized_digits(digits):
 def test_dbn_pretraining_initializes_an_mlp(digits):
     binary, _ = digits
     rbms = pretrain_dbn(binary, [32, 32], n_epochs=2)
-    net = models.mlp(1, 32, 64, 10, activation="sigmoid", seed=0)
+    net = models.mlp(layers=1, hidden=32, in_dim=64, out_dim=10, activation="sigmoid", seed=0)
     load_dbn_(net, rbms)
     torch.testing.assert_close(net.input.weight, rbms[0].W_.T.float())
     torch.testing.assert_close(net.blocks[0].linear.bias, rbms[1].c_.float())

@@ -29,7 +29,7 @@ def accuracy(model, x, y):
 
 
 def test_population_loss_equals_a_loop_over_candidates():
-    net = models.mlp(2, 8, 3, 1, activation="tanh", seed=0)
+    net = models.mlp(layers=2, hidden=8, in_dim=3, out_dim=1, activation="tanh", seed=0)
     x, y = torch.randn(20, 3), torch.randn(20)
     pop = torch.randn(5, search.flat_parameters(net).numel(), generator=torch.Generator().manual_seed(0))
     fast = search.population_loss(net, pop, x, y, lambda o, t: (o.squeeze(-1) - t).pow(2).mean())
@@ -40,9 +40,9 @@ def test_population_loss_equals_a_loop_over_candidates():
 
 
 def test_flat_round_trip():
-    net = models.rnn("rnn", hidden=3, in_dim=2, seed=0)
+    net = models.rnn(kind="rnn", hidden=3, in_dim=2, seed=0)
     flat = search.flat_parameters(net)
-    other = models.rnn("rnn", hidden=3, in_dim=2, seed=1)
+    other = models.rnn(kind="rnn", hidden=3, in_dim=2, seed=1)
     search.load_flat_(other, flat)
     assert torch.equal(search.flat_parameters(other), flat)
     with pytest.raises(ConfigError, match="trainable weights"):
@@ -54,19 +54,19 @@ def test_search_solves_the_latching_task_that_gradient_descent_fails():
     x, y = latching(60, 128, 0)
     xt, yt = latching(60, 512, 1)
     # gradient descent on the article's sigmoid RNN: the signal of u_0 vanishes over 60 steps
-    gd = models.rnn("rnn", hidden=2, in_dim=1, out_dim=1, activation="sigmoid", seed=0)
+    gd = models.rnn(kind="rnn", hidden=2, in_dim=1, out_dim=1, activation="sigmoid", seed=0)
     opt = torch.optim.Adam(gd.parameters(), lr=0.05)
     for _ in range(300):
         opt.zero_grad()
         bce(gd(x), y).backward()
         opt.step()
     assert accuracy(gd, xt, yt) < 0.6
-    ga_net = models.rnn("rnn", hidden=2, in_dim=1, out_dim=1, activation="sigmoid", seed=0)
+    ga_net = models.rnn(kind="rnn", hidden=2, in_dim=1, out_dim=1, activation="sigmoid", seed=0)
     ga = search.genetic_algorithm(ga_net, x, y, bce, population=128, generations=40, init_scale=5.0, mutation_std=0.5)
     search.load_flat_(ga_net, ga.best)
     assert accuracy(ga_net, xt, yt) > 0.95
     assert ga.history == sorted(ga.history, reverse=True)  # elitism: the best never gets worse
-    rs_net = models.rnn("rnn", hidden=2, in_dim=1, out_dim=1, activation="sigmoid", seed=0)
+    rs_net = models.rnn(kind="rnn", hidden=2, in_dim=1, out_dim=1, activation="sigmoid", seed=0)
     rs = search.random_search(rs_net, x, y, bce, n_samples=2048, batch=256, scale=8.0)
     search.load_flat_(rs_net, rs.best)
     assert accuracy(rs_net, xt, yt) > 0.95
@@ -97,7 +97,7 @@ def test_bad_input_is_named(call, match):
 
 def test_stop_below_counts_trials_until_the_first_solution():
     """random_search(stop_below=…) = a plain loop that guesses one vector at a time from the same stream."""
-    net = models.mlp(1, 4, 2, 1, activation="tanh", seed=0)
+    net = models.mlp(layers=1, hidden=4, in_dim=2, out_dim=1, activation="tanh", seed=0)
     x, y = torch.randn(16, 2, generator=torch.Generator().manual_seed(1)), torch.randn(16)
 
     def loss(o, t):

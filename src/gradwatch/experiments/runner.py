@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from gradwatch import models
+from gradwatch._output import from_json_number, to_json_number
 from gradwatch.experiments.spec import Spec
 from gradwatch.monitor import Monitor
 from gradwatch.remedies import clipping
@@ -57,8 +58,6 @@ class Result:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON object; non-finite numbers as strings."""
-        from gradwatch._output import to_json_number
-
         return {
             "spec": self.spec.to_json(),
             "steps": self.steps,
@@ -76,8 +75,6 @@ class Result:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Result:
         """Read back what :meth:`to_json` wrote."""
-        from gradwatch.monitor.history import from_json_number
-
         return cls(
             spec=Spec.from_json(d["spec"]),
             steps=list(d["steps"]),
@@ -98,10 +95,10 @@ def build_model(spec: Spec) -> torch.nn.Module:
     task = get_task(spec.task)
     if spec.model == "mlp":
         return models.mlp(
-            spec.layers,
-            spec.hidden,
-            task.n_inputs,
-            task.n_outputs,
+            layers=spec.layers,
+            hidden=spec.hidden,
+            in_dim=task.n_inputs,
+            out_dim=task.n_outputs,
             activation=spec.activation,
             norm=spec.norm,
             residual=spec.residual,
@@ -109,7 +106,7 @@ def build_model(spec: Spec) -> torch.nn.Module:
             seed=spec.seed,
         )
     return models.rnn(
-        spec.model,
+        kind=spec.model,
         hidden=spec.hidden,
         in_dim=task.n_inputs,
         out_dim=task.n_outputs,

@@ -10,11 +10,10 @@ most the runs in flight, whose partial directories are cleared when they run aga
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
-from gradwatch._output import prepare_folder
+from gradwatch._output import atomic_write_text, dump_json, prepare_folder
 from gradwatch.experiments.runner import Result
 from gradwatch.experiments.spec import Spec
 
@@ -51,14 +50,7 @@ class RunStore:
     def finish(self, result: Result) -> Path:
         """Write ``result.json`` atomically; returns its path."""
         d = self.run_dir(result.spec)
-        tmp = d / "result.json.tmp"
-        with tmp.open("w", encoding="utf-8") as f:
-            json.dump(result.to_json(), f)
-            f.flush()
-            os.fsync(f.fileno())
-        final = d / "result.json"
-        tmp.replace(final)
-        return final
+        return atomic_write_text(d / "result.json", dump_json(result.to_json()), fsync=True)
 
     def results(self) -> list[Result]:
         """Every finished result in the store, sorted by run id."""

@@ -114,11 +114,11 @@ def _apply_init(model: nn.Module, init: str | None, activation: str) -> None:
 
 
 def mlp(
-    depth: int,
-    width: int,
+    *,
     in_dim: int,
     out_dim: int,
-    *,
+    hidden: int = 64,
+    layers: int = 2,
     activation: str = "relu",
     norm: str | None = None,
     residual: bool = False,
@@ -128,8 +128,9 @@ def mlp(
     """Build a multi-layer perceptron with the article's remedies as knobs.
 
     Args:
-        depth: number of hidden blocks (≥ 1), each Linear(width, width) → [norm] → activation.
-        width, in_dim, out_dim: sizes (≥ 1).
+        in_dim, out_dim: input and output sizes (≥ 1).
+        hidden: the width of every hidden block (≥ 1).
+        layers: number of hidden blocks (≥ 1), each Linear(hidden, hidden) → [norm] → activation.
         activation: one of ``ACTIVATIONS``.
         norm: None, "batch" (``nn.BatchNorm1d``) or "layer" (``nn.LayerNorm``), before the activation.
         residual: identity skip connections around every block: x + F(x) with the
@@ -141,7 +142,7 @@ def mlp(
         ConfigError: a size < 1 or an unknown name.
     """
     owner = "mlp"
-    for name, v in (("depth", depth), ("width", width), ("in_dim", in_dim), ("out_dim", out_dim)):
+    for name, v in (("in_dim", in_dim), ("out_dim", out_dim), ("hidden", hidden), ("layers", layers)):
         _checks.positive_int(v, name, owner)
     _check_common(owner, activation, init)
     if norm is not None:
@@ -149,7 +150,7 @@ def mlp(
     with torch.random.fork_rng(devices=[]):
         if seed is not None:
             torch.manual_seed(seed)
-        model = MLP(depth, width, in_dim, out_dim, activation, norm, bool(residual))
+        model = MLP(layers, hidden, in_dim, out_dim, activation, norm, bool(residual))
         _apply_init(model, init, activation)
     return model
 
@@ -215,11 +216,11 @@ class RecurrentNet(nn.Module):
 
 
 def rnn(
-    kind: str = "rnn",
     *,
-    hidden: int = 32,
+    kind: str = "rnn",
     in_dim: int = 1,
     out_dim: int = 1,
+    hidden: int = 32,
     layers: int = 1,
     activation: str = "tanh",
     init: str | None = None,
@@ -229,7 +230,9 @@ def rnn(
 
     Args:
         kind: "rnn" (hand-written, exposes ``hidden_states``), "lstm" or "gru" (torch's fused modules).
-        hidden, in_dim, out_dim, layers: sizes (≥ 1).
+        in_dim, out_dim: input and output sizes per time step (≥ 1).
+        hidden: the hidden state's size (≥ 1).
+        layers: number of stacked recurrent layers (≥ 1).
         activation: the RNN cell's activation (``kind="rnn"`` only; LSTM/GRU have their own gates).
         init: None/"default", or a name from ``gradwatch.remedies.init.INITS``
             (e.g. "orthogonal", "identity_recurrent" for an IRNN with ``activation="relu"``).
@@ -240,7 +243,7 @@ def rnn(
     """
     owner = "rnn"
     _checks.choice(kind, "kind", owner, RNN_KINDS)
-    for name, v in (("hidden", hidden), ("in_dim", in_dim), ("out_dim", out_dim), ("layers", layers)):
+    for name, v in (("in_dim", in_dim), ("out_dim", out_dim), ("hidden", hidden), ("layers", layers)):
         _checks.positive_int(v, name, owner)
     _check_common(owner, activation, init)
     with torch.random.fork_rng(devices=[]):

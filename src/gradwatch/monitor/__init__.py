@@ -6,10 +6,10 @@
 - :mod:`~gradwatch.monitor.sinks` — JSONL, CSV, TensorBoard, W&B.
 """
 
+from gradwatch.errors import GradwatchWarning, NonFiniteError
 from gradwatch.monitor import sinks
 from gradwatch.monitor.history import History, NonFinite, read_jsonl
-from gradwatch.monitor.monitor import GradwatchWarning, Layer, Monitor
-from gradwatch.monitor.nonfinite import NonFiniteError
+from gradwatch.monitor.monitor import Layer, Monitor
 from gradwatch.monitor.timeline import TimeProfile, time_profile, track_hidden
 from gradwatch.monitor.verdict import Advice, Evidence, Thresholds, Verdict, verdict
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from gradwatch._output import to_json_number
+from gradwatch._output import from_json_number, to_json_number
 from gradwatch.errors import ConfigError
 
 __all__ = [
@@ -44,15 +44,6 @@ __all__ = [
 ]
 
 LAYER_FIELDS = ("grad_norm", "grad_max", "param_norm", "update_ratio")
-
-
-def from_json_number(x: Any) -> float:
-    """Read a number written by :func:`to_json_number` (None becomes NaN)."""
-    if x is None:
-        return math.nan
-    if isinstance(x, str):
-        return float(x)  # float() reads "nan", "inf", "-inf"
-    return float(x)
 
 
 @dataclass(frozen=True)

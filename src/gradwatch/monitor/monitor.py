@@ -43,10 +43,10 @@ from torch.utils.hooks import RemovableHandle
 
 from gradwatch import _checks
 from gradwatch._output import to_json_number
-from gradwatch.errors import ConfigError, GradwatchError
+from gradwatch.errors import ConfigError, GradwatchError, GradwatchWarning, NonFiniteError
 from gradwatch.monitor import distributed, timeline
 from gradwatch.monitor.history import History, NonFinite, from_json_number
-from gradwatch.monitor.nonfinite import NonFiniteError, NonFiniteTracer
+from gradwatch.monitor.nonfinite import NonFiniteTracer
 from gradwatch.monitor.sinks import JSONL, Sink
 from gradwatch.monitor.verdict import Thresholds, Verdict, verdict
 
@@ -72,10 +72,6 @@ _RECTIFIERS = (
 
 _SIGMOID_EDGE = (1 - math.sqrt(0.99)) / 2
 _TANH_EDGE = math.sqrt(0.99)
-
-
-class GradwatchWarning(UserWarning):
-    """A recoverable problem the monitor noticed (it keeps going)."""
 
 
 @dataclass(frozen=True)

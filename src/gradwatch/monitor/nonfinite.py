@@ -18,15 +18,11 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 from torch.utils.hooks import RemovableHandle
 
+from gradwatch.errors import NonFiniteError
+
 __all__ = ["TENSOR_KINDS", "NonFiniteError", "NonFiniteTracer"]
 
-from gradwatch.errors import GradwatchError
-
 TENSOR_KINDS = ("forward output", "gradient w.r.t. output", "gradient w.r.t. input", "parameter gradient")
-
-
-class NonFiniteError(GradwatchError, FloatingPointError):
-    """Raised by ``Monitor.step`` with ``on_nonfinite="raise"`` when a NaN/Inf is recorded."""
 
 
 def _tensors(x: Any) -> list[torch.Tensor]:

@@ -20,15 +20,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from gradwatch.errors import GradwatchError, check_writable
+from gradwatch.errors import GradwatchError, SinkClosedError, check_writable
 
 __all__ = ["CSV", "JSONL", "Sink", "SinkClosedError", "TensorBoard", "WandB", "flat_scalars"]
 
 Record = Mapping[str, Any]
-
-
-class SinkClosedError(GradwatchError):
-    """A sink was written after it was closed."""
 
 
 class Sink(Protocol):

@@ -209,7 +209,7 @@ def _trained_products(tier: str) -> Outcome:
     fig = Figure(figsize=(6, 3.5))
     ax = fig.subplots()
     for i, (act, gamma_sigma) in enumerate((("sigmoid", 0.25), ("tanh", 1.0))):
-        net = models.rnn("rnn", hidden=16, in_dim=6, out_dim=4, activation=act, seed=0)
+        net = models.rnn(kind="rnn", hidden=16, in_dim=6, out_dim=4, activation=act, seed=0)
         opt = torch.optim.Adam(net.parameters(), lr=0.01)
         gen = torch.Generator().manual_seed(0)
         for _ in range(steps):
@@ -274,7 +274,7 @@ def _latching(tier: str) -> Outcome:
     for L in lengths:
         errs = []
         for seed in range(n_seeds):
-            net = models.rnn("rnn", hidden=4, in_dim=1, out_dim=2, activation="sigmoid", seed=seed)
+            net = models.rnn(kind="rnn", hidden=4, in_dim=1, out_dim=2, activation="sigmoid", seed=seed)
             opt = torch.optim.Adam(net.parameters(), lr=0.05)
             gen = torch.Generator().manual_seed(seed)
             for _ in range(300):
@@ -334,7 +334,7 @@ def _glorot_bengio(tier: str) -> Outcome:
     # (a) sigmoid net, standard init, mini-batches of 10 (as in the paper): the top hidden layer saturates
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        net = _glorot_standard_(models.mlp(4, 64, 64, 10, activation="sigmoid", seed=0))
+        net = _glorot_standard_(models.mlp(layers=4, hidden=64, in_dim=64, out_dim=10, activation="sigmoid", seed=0))
     opt = torch.optim.SGD(net.parameters(), lr=1.0)
     gen = torch.Generator().manual_seed(0)
     top, first = [], []
@@ -355,7 +355,7 @@ def _glorot_bengio(tier: str) -> Outcome:
     for name, fn in (("standard", _glorot_standard_), ("normalized", _glorot_normalized_)):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            tnet = fn(models.mlp(5, 64, 64, 10, activation="tanh", seed=0))
+            tnet = fn(models.mlp(layers=5, hidden=64, in_dim=64, out_dim=10, activation="tanh", seed=0))
         hs = [tnet.input_act(tnet.input(Xtr[:256]))]
         for blk in tnet.blocks:
             hs.append(blk(hs[-1]))
@@ -400,7 +400,7 @@ def _train_digits_mlp(init_name: str, seed: int, depth: int, steps: int, optimiz
     from gradwatch.remedies import init
 
     Xtr, ytr, Xte, yte = digits_split()
-    net = models.mlp(depth, 64, 64, 10, activation="sigmoid", seed=seed)
+    net = models.mlp(layers=depth, hidden=64, in_dim=64, out_dim=10, activation="sigmoid", seed=seed)
     apply = {
         "kumar (paper: std 3.6/√N)": lambda m: init.kumar_(m, "sigmoid", "paper"),
         "kumar (code: variance 3.6/N)": lambda m: init.kumar_(m, "sigmoid", "code"),
@@ -429,7 +429,7 @@ def _kumar(tier: str) -> Outcome:
     Xtr = digits_split()[0]
     depth, steps, seeds = (10, 400, [0, 1]) if tier == "quick" else (15, 1500, [0, 1, 2, 3, 4])
     net = init.kumar_(
-        models.mlp(depth, 64, 64, 10, activation="sigmoid", seed=0),
+        models.mlp(layers=depth, hidden=64, in_dim=64, out_dim=10, activation="sigmoid", seed=0),
         "sigmoid",
         generator=torch.Generator().manual_seed(0),  # the same draw in every run, whatever ran before
     )
@@ -488,7 +488,9 @@ def _he_residual(tier: str) -> Outcome:
     shallow, deep, steps = (4, 48, 400) if tier == "quick" else (8, 96, 1500)
 
     def train(depth: int, residual: bool) -> tuple[float, str, np.ndarray]:
-        net = models.mlp(depth, 32, 64, 10, activation="relu", norm="batch", residual=residual, seed=0)
+        net = models.mlp(
+            layers=depth, hidden=32, in_dim=64, out_dim=10, activation="relu", norm="batch", residual=residual, seed=0
+        )
         opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
         gen = torch.Generator().manual_seed(0)
         with Monitor(net, opt, sync_every=100, activations_every=None) as mon:
@@ -540,7 +542,7 @@ def _veit(tier: str) -> Outcome:
 
     Xtr, ytr, _, _ = digits_split()
     n = 20 if tier == "quick" else 54
-    net = models.mlp(n, 64, 64, 10, activation="relu", norm="batch", residual=True, seed=0)
+    net = models.mlp(layers=n, hidden=64, in_dim=64, out_dim=10, activation="relu", norm="batch", residual=True, seed=0)
     opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
     gen = torch.Generator().manual_seed(0)
     for _ in range(300):
@@ -603,7 +605,7 @@ def _batchnorm(tier: str) -> Outcome:
     errs, pct, drift = {}, {}, {}
     for norm in (None, "batch", "layer"):
         key = norm or "none"
-        net = models.mlp(20, 64, 64, 10, activation="sigmoid", norm=norm, seed=0)
+        net = models.mlp(layers=20, hidden=64, in_dim=64, out_dim=10, activation="sigmoid", norm=norm, seed=0)
         # Ioffe & Szegedy's fig. 1(b, c): the {15, 50, 85}th percentiles of the input to one sigmoid
         # of the last hidden layer, over the course of training (here: over each training batch)
         last = [m for m in net.modules() if isinstance(m, nn.Sigmoid)][-1]

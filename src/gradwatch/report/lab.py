@@ -10,7 +10,6 @@ Figures use matplotlib's object API (``Figure``), never pyplot, so nothing globa
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import torch
 from matplotlib.figure import Figure
 
 from gradwatch import _checks
-from gradwatch._output import prepare_folder, save_figure, to_json_number
+from gradwatch._output import atomic_write_text, dump_json, json_safe, prepare_folder, save_figure
 from gradwatch.errors import check_writable
 from gradwatch.theory import doya, landscape, rnn, spectrum
 
@@ -56,21 +55,7 @@ class LabRun:
         return p
 
 
-def jsonable(value: Any) -> Any:
-    """Turn numpy/torch values into JSON types; non-finite floats become "nan", "inf", "-inf"."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, (np.ndarray, torch.Tensor)):
-        return jsonable(value.tolist())
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return to_json_number(value)
-    return value
+jsonable = json_safe  # the lab summaries' name for the shared converter
 
 
 def _positive(a: np.ndarray) -> np.ndarray:
@@ -456,7 +441,5 @@ def lab_all(out_dir: str | Path) -> dict[str, Any]:
         result[run.name] = jsonable(run.summary)
         figures[run.name] = str(run.save_figure(out / f"{run.name}.png"))
     result["figures"] = figures
-    tmp = out / "summary.json.tmp"
-    tmp.write_text(json.dumps(result, indent=1))
-    tmp.replace(out / "summary.json")
+    atomic_write_text(out / "summary.json", dump_json(result, indent=1))
     return result

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import json
 import time
 import traceback
 from collections.abc import Sequence
@@ -11,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from gradwatch import _checks
-from gradwatch._output import png_data_uri, prepare_folder
+from gradwatch._output import atomic_write_text, dump_json, png_data_uri, prepare_folder
 from gradwatch.report._claim import use_run_store
 from gradwatch.report.claims import CLAIMS, TIERS, Outcome
 
@@ -76,10 +75,8 @@ def reproduce(tier: str = "quick", only: Sequence[str] | None = None, out: str |
         "failed": sum(r["pass"] is False for r in rows),
         "skipped": sum(r["skipped"] for r in rows),
     }
-    tmp = folder / "results.json.tmp"
-    tmp.write_text(json.dumps(doc, indent=1))
-    tmp.replace(folder / "results.json")
-    (folder / "index.html").write_text(_page(doc, outcomes), encoding="utf-8")
+    atomic_write_text(folder / "results.json", dump_json(doc, indent=1))
+    atomic_write_text(folder / "index.html", _page(doc, outcomes))
     return doc
 
 
