@@ -1,13 +1,23 @@
-"""Overhead of the trainer callbacks and of monitoring a torch.compile'd model, as ratios.
+"""Overhead of the trainer callbacks and of monitoring a torch.compile'd model, as paired ratios.
 
-Each repetition times every configuration once, plain and monitored, in a new shuffled
-order, in this process (one torch thread); the ratio is monitored time / plain time of the
-same repetition; we print the median and min–max over repetitions. Trainer set-up is
-outside the timed region; compilation is warmed up before timing.
+Same design as ``benchmarks/overhead.py`` (see its docstring and docs/benchmarks.md): in
+one process with one torch thread, a plain and a monitored copy of the same training
+(identical weights and data) advance **step by step in turn**, and each paired block sums
+``k`` plain and ``k`` monitored steps; we report the median block ratio (CPU time) and its
+distribution-free 95 % interval, with the wall-clock ratio beside it.
+
+- Lightning and Hugging Face: two ``Trainer``s, each ``fit``/``train`` in its own thread,
+  pass a baton (a callback at the end of every optimizer step, on both trainers) so that
+  exactly one of them runs at a time; the coordinator times each turn. Trainer set-up and
+  the end of ``fit`` lie outside the timed turns. ``k`` is the monitor's ``sync_every``
+  (Lightning: ``log_every_n_steps`` = 50; HF: ``logging_steps`` = 10), so each monitored
+  block carries exactly one flush (and, for HF, one ``on_log``).
+- ``torch.compile``: two compiled copies of the model, one with ``Monitor(model, opt)``;
+  compilation and every hook variant the monitor arms are warmed up before timing.
 
 Usage:
-    python benchmarks/integrations.py              # 5 repetitions
-    python benchmarks/integrations.py --quick      # 2 repetitions, fewer steps
+    python benchmarks/integrations.py                  # all three (about a minute on a quiet machine)
+    python benchmarks/integrations.py --quick          # fewer blocks
     python benchmarks/integrations.py --json --only compile
 """
 
@@ -15,25 +25,35 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import io
 import json
 import logging
 import os
-import random
-import statistics
+import sys
 import tempfile
+import threading
 import time
 import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-import torch
-from torch import nn
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")  # before torch is imported
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-import gradwatch as gw
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+import gradwatch as gw  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _paired import format_row, paired_blocks, summarize  # noqa: E402
 
 torch.set_num_threads(1)
 warnings.filterwarnings("ignore")
 logging.disable(logging.WARNING)
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
 def _mlp() -> nn.Module:
@@ -49,8 +69,70 @@ def _digits_like(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(n, 64, generator=g), torch.randint(0, 10, (n,), generator=g)
 
 
+# ---------------------------------------------------------------- two trainers taking turns
+class _Side:
+    """One trainer's end of the baton: it runs one optimizer step per turn."""
+
+    def __init__(self) -> None:
+        self.go = threading.Semaphore(0)
+        self.done = threading.Semaphore(0)
+        self.stop = False
+        self.error: BaseException | None = None
+
+    def wait_turn(self) -> bool:
+        """Hand the baton back, wait for the next turn; False: the coordinator has stopped."""
+        self.done.release()
+        self.go.acquire()
+        return not self.stop
+
+
+def _turns(
+    launch: Callable[[_Side], None], *, k: int, min_blocks: int, max_blocks: int, target: float | None
+) -> list[tuple[float, float, float, float]]:
+    """Paired blocks of two trainers ``launch(side)`` (plain first, then monitored), one step per turn."""
+    sides = [_Side(), _Side()]
+    threads = []
+    for side in sides:
+
+        def body(side: _Side = side) -> None:
+            try:
+                launch(side)
+            except BaseException as e:
+                side.error = e
+            finally:
+                side.done.release()
+
+        threads.append(threading.Thread(target=body, daemon=True))
+    for side, th in zip(sides, threads, strict=True):
+        th.start()
+        side.done.acquire()  # set up, waiting for its first step
+        if side.error is not None:
+            raise side.error
+
+    def stepper(side: _Side) -> Callable[[int], None]:
+        def run(n: int) -> None:
+            for _ in range(n):
+                side.go.release()
+                side.done.acquire()
+                if side.error is not None:
+                    raise side.error
+
+        return run
+
+    try:
+        return paired_blocks(
+            stepper(sides[0]), stepper(sides[1]), k=k, min_blocks=min_blocks, max_blocks=max_blocks, target=target
+        )
+    finally:
+        for side in sides:
+            side.stop = True
+            side.go.release()
+        for th in threads:
+            th.join()
+
+
 # ---------------------------------------------------------------- Lightning
-def lightning_run(monitored: bool, steps: int) -> float:
+def lightning_bench(k: int, min_blocks: int, max_blocks: int, target: float | None) -> list[Any]:
     import lightning.pytorch as pl
 
     from gradwatch.integrations.lightning import GradwatchCallback
@@ -60,137 +142,165 @@ def lightning_run(monitored: bool, steps: int) -> float:
             super().__init__()
             self.net = _mlp()
 
-        def training_step(self, batch, batch_idx):
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
             return nn.functional.cross_entropy(self.net(batch[0]), batch[1])
 
-        def configure_optimizers(self):
+        def configure_optimizers(self) -> torch.optim.Optimizer:
             return torch.optim.SGD(self.parameters(), lr=0.01)
 
-    x, y = _digits_like(64 * steps)
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=64)
-    trainer = pl.Trainer(
-        max_steps=steps,
-        callbacks=[GradwatchCallback()] if monitored else [],
-        logger=False,
-        enable_progress_bar=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        devices=1,
+    class Baton(pl.Callback):
+        def __init__(self, side: _Side) -> None:
+            self.side = side
+
+        def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+            self.side.wait_turn()  # ready: set-up is outside the timed turns
+
+        def on_train_batch_end(self, trainer: Any, *args: Any) -> None:
+            if not self.side.wait_turn():
+                trainer.should_stop = True
+
+    steps = (max_blocks + 2) * k
+    x, y = _digits_like(64 * 200)
+
+    def launch(side: _Side, monitored: bool) -> None:
+        loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=64)
+        trainer = pl.Trainer(
+            max_steps=steps,
+            callbacks=[*([GradwatchCallback()] if monitored else []), Baton(side)],
+            logger=False,
+            enable_progress_bar=False,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            accelerator="cpu",
+            devices=1,
+        )
+        trainer.fit(Module(), loader)
+
+    order = iter([False, True])
+    return _turns(
+        lambda side: launch(side, next(order)), k=k, min_blocks=min_blocks, max_blocks=max_blocks, target=target
     )
-    module = Module()
-    with contextlib.redirect_stdout(io.StringIO()):
-        start = time.perf_counter()
-        trainer.fit(module, loader)
-        return time.perf_counter() - start
 
 
 # ---------------------------------------------------------------- Hugging Face
-def hf_run(monitored: bool, steps: int) -> float:
+def hf_bench(k: int, min_blocks: int, max_blocks: int, target: float | None) -> list[Any]:
     import transformers
 
     from gradwatch.integrations.hf import GradwatchCallback
 
-    torch.manual_seed(0)
-    cfg = transformers.GPT2Config(vocab_size=256, n_positions=64, n_embd=64, n_layer=2, n_head=2)
-    model = transformers.GPT2LMHeadModel(cfg)
-    ids = torch.randint(0, 256, (8 * steps, 64), generator=torch.Generator().manual_seed(0))
+    class Baton(transformers.TrainerCallback):
+        def __init__(self, side: _Side) -> None:
+            self.side = side
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.side.wait_turn()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> Any:
+            if not self.side.wait_turn():
+                control.should_training_stop = True
+            return control
+
+    steps = (max_blocks + 2) * k
+    ids = torch.randint(0, 256, (8 * 64, 64), generator=torch.Generator().manual_seed(0))
     ds = [{"input_ids": r, "labels": r} for r in ids]
-    with tempfile.TemporaryDirectory() as tmp:
-        args = transformers.TrainingArguments(
-            output_dir=tmp,
-            max_steps=steps,
-            per_device_train_batch_size=8,
-            logging_steps=10,
-            report_to=[],
-            save_strategy="no",
-            use_cpu=True,
-            disable_tqdm=True,
-            dataloader_num_workers=0,
-        )
-        trainer = transformers.Trainer(model=model, args=args, train_dataset=ds)
-        if monitored:
-            GradwatchCallback().attach(trainer)
-        with contextlib.redirect_stdout(io.StringIO()):
-            start = time.perf_counter()
+
+    def launch(side: _Side, monitored: bool) -> None:
+        torch.manual_seed(0)
+        cfg = transformers.GPT2Config(vocab_size=256, n_positions=64, n_embd=64, n_layer=2, n_head=2)
+        model = transformers.GPT2LMHeadModel(cfg)
+        with tempfile.TemporaryDirectory() as tmp:
+            args = transformers.TrainingArguments(
+                output_dir=tmp,
+                max_steps=steps,
+                per_device_train_batch_size=8,
+                logging_steps=k,
+                report_to=[],
+                save_strategy="no",
+                use_cpu=True,
+                disable_tqdm=True,
+                dataloader_num_workers=0,
+            )
+            trainer = transformers.Trainer(model=model, args=args, train_dataset=ds, callbacks=[Baton(side)])
+            if monitored:
+                GradwatchCallback().attach(trainer)
             trainer.train()
-            return time.perf_counter() - start
+
+    order = iter([False, True])
+    return _turns(
+        lambda side: launch(side, next(order)), k=k, min_blocks=min_blocks, max_blocks=max_blocks, target=target
+    )
 
 
 # ---------------------------------------------------------------- torch.compile
-_COMPILED: dict[bool, tuple[nn.Module, torch.optim.Optimizer, gw.Monitor | None]] = {}
+def compile_bench(k: int, min_blocks: int, max_blocks: int, target: float | None) -> list[Any]:
+    base = _mlp()
+    x, y = _digits_like(64)
 
-
-def compile_run(monitored: bool, steps: int) -> float:
-    if monitored not in _COMPILED:
-        model = torch.compile(_mlp())
+    def side(monitored: bool) -> Callable[[int], None]:
+        model = torch.compile(copy.deepcopy(base))
         opt = torch.optim.SGD(model.parameters(), lr=0.01)
         mon = gw.Monitor(model, opt) if monitored else None
-        _COMPILED[monitored] = (model, opt, mon)
-        _loop(model, opt, mon, 30)  # compile, and every hook variant the monitor arms
-    model, opt, mon = _COMPILED[monitored]
-    start = time.perf_counter()
-    _loop(model, opt, mon, steps)
-    if mon is not None:
-        mon.history  # noqa: B018 — the flush belongs to the cost
-    return time.perf_counter() - start
+
+        def run(n: int) -> None:
+            for _ in range(n):
+                nn.functional.cross_entropy(model(x), y).backward()
+                if mon is not None:
+                    mon.step()
+                opt.step()
+                opt.zero_grad()
+
+        run(30)  # compile, and every hook variant the monitor arms (activations every 10th step)
+        return run
+
+    plain, monitored = side(False), side(True)
+    return paired_blocks(plain, monitored, k=k, min_blocks=min_blocks, max_blocks=max_blocks, target=target)
 
 
-def _loop(model: nn.Module, opt: torch.optim.Optimizer, mon: gw.Monitor | None, steps: int) -> None:
-    x, y = _digits_like(64)
-    for _ in range(steps):
-        nn.functional.cross_entropy(model(x), y).backward()
-        if mon is not None:
-            mon.step()
-        opt.step()
-        opt.zero_grad()
-
-
-BENCHES = {"lightning": (lightning_run, 200, 60), "hf": (hf_run, 40, 15), "compile": (compile_run, 300, 100)}
+# name -> (function, steps per half-block = the monitor's sync_every there)
+BENCHES: dict[str, tuple[Callable[..., list[Any]], int]] = {
+    "lightning": (lightning_bench, 50),
+    "hf": (hf_bench, 10),
+    "compile": (compile_bench, 50),
+}
+BLOCKS, MAX_BLOCKS, TARGET = 12, 40, 0.015
+QUICK_BLOCKS = 6
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--reps", type=int, default=None)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_BLOCKS} blocks each, no early stop")
+    parser.add_argument("--blocks", type=int, default=None, help=f"least paired blocks (default {BLOCKS})")
+    parser.add_argument("--max-blocks", type=int, default=None, help=f"most paired blocks (default {MAX_BLOCKS})")
+    parser.add_argument(
+        "--target", type=float, default=TARGET, help="stop once the 95%% interval is narrower than ±this"
+    )
     parser.add_argument("--only", nargs="*", choices=sorted(BENCHES), default=None)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    reps = args.reps or (2 if args.quick else 5)
-    names = args.only or list(BENCHES)
-    ratios: dict[str, list[float]] = {n: [] for n in names}
-    plain_ms: dict[str, list[float]] = {n: [] for n in names}
-    rng = random.Random(0)
-    for _ in range(reps):
-        jobs = [(n, m) for n in names for m in (False, True)]
-        rng.shuffle(jobs)
-        times = {}
-        for n, monitored in jobs:
-            fn, full, quick = BENCHES[n]
-            times[(n, monitored)] = fn(monitored, quick if args.quick else full)
-        for n in names:
-            ratios[n].append(times[(n, True)] / times[(n, False)])
-            steps = BENCHES[n][2] if args.quick else BENCHES[n][1]
-            plain_ms[n].append(1e3 * times[(n, False)] / steps)
-    results = [
-        {
-            "bench": n,
-            "ratio": statistics.median(r),
-            "ratio_min": min(r),
-            "ratio_max": max(r),
-            "plain_ms_per_step": statistics.median(plain_ms[n]),
-            "reps": reps,
-        }
-        for n, r in ratios.items()
-    ]
+    blocks = args.blocks or (QUICK_BLOCKS if args.quick else BLOCKS)
+    max_blocks = max(blocks, args.max_blocks or (QUICK_BLOCKS if args.quick else MAX_BLOCKS))
+    results = []
+    for name in args.only or list(BENCHES):
+        fn, k = BENCHES[name]
+        start = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):  # the trainers' and the verdict's prints
+            blocks_ = fn(k, blocks, max_blocks, args.target)
+        r = {"bench": name, **summarize(blocks_, k)}
+        r["seconds"] = time.perf_counter() - start
+        results.append(r)
+        print(format_row(f"{name:>10}", r), file=sys.stderr)
     if args.json:
-        print(json.dumps({"results": results}, indent=2))
-    else:
-        for r in results:
-            print(
-                f"{r['bench']:>10}: {r['ratio']:.3f}× (min {r['ratio_min']:.3f}, max {r['ratio_max']:.3f}, {reps} reps; "
-                f"plain {r['plain_ms_per_step']:.2f} ms/step)"
+        print(
+            json.dumps(
+                {"results": results, "command": " ".join(["python", "benchmarks/integrations.py", *sys.argv[1:]])}
             )
+        )
+        return
+    print(
+        f"{'bench':>10} {'ratio':>7s} {'95 % interval':>16s} {'±':>8s}  {'wall':>7s} {'wall interval':>16s} {'blocks':>8s} {'plain ms':>8s} {'mon. ms':>8s}"
+    )
+    for r in results:
+        print(format_row(f"{r['bench']:>10}", r))
 
 
 if __name__ == "__main__":

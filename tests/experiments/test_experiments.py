@@ -1,4 +1,4 @@
-"""Specs, the runner, the run store, sweeps (kill -9 and resume), and the report."""
+"""Specs, the runner, the run store, sweeps (kill -9 and resume); the report's tests are in tests/report/."""
 
 import json
 import math
@@ -13,7 +13,6 @@ import torch
 
 from gradwatch.errors import ConfigError, OutputError
 from gradwatch.experiments import RunStore, Spec, load_sweep, run, sweep
-from gradwatch.report.html import render_store
 
 FAST = {"task": "adding", "length": 10, "hidden": 8, "steps": 20, "eval_every": 10, "eval_batch": 64, "batch_size": 16}
 
@@ -27,8 +26,14 @@ def test_spec_validation_names_the_problem():
         Spec(remedies={"clip_grad_norm": {"threshold": 1.0}})
     with pytest.raises(ConfigError, match=r"'remedies' .* one of 'agc', 'autoclip'"):
         Spec(remedies={"dropout": {}})
-    with pytest.raises(ConfigError, match="pascanu_regularizer needs the hidden states"):
+    with pytest.raises(ConfigError, match="'pascanu_regularizer' works with model='rnn' only: it reads the hidden"):
         Spec(model="lstm", remedies={"pascanu_regularizer": {}})
+    with pytest.raises(ConfigError, match=r"The 'max_norm' parameter of remedy 'clip_grad_norm' must be > 0\. Got -1"):
+        Spec(remedies={"clip_grad_norm": {"max_norm": -1}})
+    with pytest.raises(
+        ConfigError, match="'init:kumar' is not a per-step remedy: it is applied by setting init='kumar'"
+    ):
+        Spec(remedies={"init:kumar": {}})
     with pytest.raises(ConfigError, match="model='mlp' goes with task='digits_mlp'"):
         Spec(model="mlp")
     with pytest.raises(ConfigError, match="needs an output at every step"):
@@ -85,6 +90,46 @@ def test_runner_clips_the_update(tmp_path):
 def test_every_runner_remedy_runs(remedies):
     result = run(Spec(**FAST, remedies=remedies))
     assert len(result.error) == 2 and not result.diverged
+
+
+@pytest.mark.parametrize(
+    "remedies",
+    [
+        {"pascanu_regularizer": {"alpha": 1.0}, "clip_grad_norm": {"max_norm": 0.05}},
+        {"autoclip": {"percentile": 50}, "clip_grad_value": {"clip_value": 0.01}},
+    ],
+)
+def test_runner_remedies_equal_a_manual_loop(remedies):
+    """The registry's remedies in run() give bitwise the numbers of calling torch's functions by hand."""
+    from gradwatch.experiments import build_model
+    from gradwatch.remedies.clipping import AutoClip
+    from gradwatch.remedies.regularizer import pascanu_penalty
+    from gradwatch.tasks import get_task
+
+    spec = Spec(**{**FAST, "steps": 6, "eval_every": 3}, lr=0.1, remedies=remedies)
+    result = run(spec, keep_model=True)
+    task, model = get_task(spec.task), build_model(spec)
+    opt = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=spec.momentum)
+    gen = torch.Generator().manual_seed(spec.seed)
+    auto = AutoClip(percentile=50)
+    losses = []
+    for _ in range(spec.steps):
+        x, y = task.generate(spec.length, spec.batch_size, gen, jitter=spec.jitter)
+        loss = task.loss(model(x).squeeze(-1), y)
+        total = loss + 1.0 * pascanu_penalty(loss, model.hidden_states) if "pascanu_regularizer" in remedies else loss
+        total.backward()
+        if "clip_grad_norm" in remedies:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 0.05)
+        if "clip_grad_value" in remedies:
+            torch.nn.utils.clip_grad_value_(model.parameters(), 0.01)
+        if "autoclip" in remedies:
+            auto(model.parameters())
+        opt.step()
+        opt.zero_grad()
+        losses.append(float(loss.detach()))
+    assert result.loss == [losses[2], losses[5]]
+    for a, b in zip(result.model.parameters(), model.parameters(), strict=True):
+        assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize(
@@ -218,19 +263,6 @@ def test_kill_dash_9_in_the_middle_then_resume(tmp_path):
         assert result.error == ref.error and result.loss == ref.loss
 
 
-def test_report_renders_a_self_contained_page(tmp_path, cli):
-    specs = load_sweep(_write_sweep(tmp_path / "s.toml", lengths=(10, 12), seeds=(0,)))
-    sweep(specs, tmp_path / "out", workers=2, progress=False)
-    page = render_store(tmp_path / "out")
-    # curves, success vs length, time profiles, and one gradient-flow heat map per group (4 groups)
-    assert page.count('src="data:image/png;base64,') == 3 + 4
-    assert "http://" not in page and "https://" not in page
-    r = cli("report", str(tmp_path / "out"))
-    assert r.code == 0 and (tmp_path / "out" / "index.html").is_file()
-    r = cli("report", str(tmp_path / "nothing"))
-    assert r.code == 2 and "is not a folder" in r.err
-
-
 def test_cli_run_json_and_bad_input(cli, tmp_path):
     r = cli(
         "run",
@@ -255,9 +287,25 @@ def test_cli_run_json_and_bad_input(cli, tmp_path):
     assert r.code == 2 and "'adding'" in r.err and "Traceback" not in r.err
     r = cli("run", "--remedy", "clip_grad_norm:max_norm")
     assert r.code == 2 and "key=number" in r.err
+    r = cli("run", "--remedy", "random_search")
+    assert r.code == 2 and "cannot be applied by the runner" in r.err and "'clip_grad_norm'" in r.err
+    r = cli("run", "--remedy", "batchnorm")
+    assert r.code == 2 and "'batchnorm' works with model='mlp' only" in r.err
     r = cli("sweep", str(_write_sweep(tmp_path / "s.toml")), "--out", str(tmp_path / "no" / "such"))
     assert r.code == 2 and "Cannot create the run store" in r.err
     assert not (tmp_path / "no").exists()
+
+
+def test_cli_remedies_set_spec_fields(cli):
+    args = ["run", "--task", "adding", "--length", "10", "--hidden", "8", "--steps", "2", "--eval-every", "2"]
+    r = cli(*args, "--remedy", "init:orthogonal", "--remedy", "rprop", "--remedy", "autoclip:percentile=20", "--json")
+    assert r.code == 0, r.err
+    spec = r.json()["spec"]
+    assert (spec["init"], spec["optimizer"], spec["remedies"]) == (
+        "orthogonal",
+        "rprop",
+        {"autoclip": {"percentile": 20}},
+    )
 
 
 def test_ray_executor_with_a_local_instance(tmp_path):

@@ -146,3 +146,29 @@ def test_attach_hands_the_accelerators_grad_scaler_to_the_monitor(tmp_path) -> N
     assert cb.monitor.scaler is scaler
     cb.on_train_end(args, trainer.state, trainer.control)
     assert "update" not in scaler.__dict__  # the monitor let go of the scaler
+
+
+def test_attached_callback_reads_only_the_last_micro_batch_of_each_step(tmp_path, monkeypatch) -> None:
+    """Each reading is a full pass over the gradients: the partial ones of accumulation are skipped."""
+    pytest.importorskip("accelerate")
+    from gradwatch.integrations.hf import GradwatchCallback
+
+    readings = []
+    original = gw.Monitor.read_grads
+    monkeypatch.setattr(gw.Monitor, "read_grads", lambda self: (readings.append(1), original(self))[1])
+    steps, accumulation = 3, 4
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path),
+        max_steps=steps,
+        per_device_train_batch_size=2,
+        gradient_accumulation_steps=accumulation,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+    trainer = transformers.Trainer(model=_gpt2(), args=args, train_dataset=_Tokens(64))
+    cb = GradwatchCallback().attach(trainer)
+    trainer.train()
+    assert cb.history.n_steps == steps
+    assert len(readings) == steps  # not steps × accumulation

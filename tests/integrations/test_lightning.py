@@ -102,6 +102,47 @@ def test_lightning_callback_records_each_optimizer_step_logs_and_gives_a_verdict
     np.testing.assert_allclose([e.value for e in acc.Scalars("gradwatch/clip/post")], h.clip_post, rtol=1e-6)
 
 
+def test_trainer_loggers_get_the_steps_lightning_logs_sinks_get_every_record(tmp_path) -> None:
+    """A logger call per record would cost about a training step each: loggers get Lightning's cadence."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    steps, every = 6, 3
+    x, y = _data()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=BATCH)
+    cb = GradwatchCallback(sinks=[sinks.TensorBoard(tmp_path / "tb")])
+    trainer = L.Trainer(
+        max_steps=steps,
+        callbacks=[cb],
+        logger=L.loggers.CSVLogger(tmp_path, name="csv"),
+        log_every_n_steps=every,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+    )
+    trainer.fit(_Module(), loader)
+    h = cb.history
+    assert h.n_steps == steps
+    with open(next((tmp_path / "csv").rglob("metrics.csv"))) as f:
+        rows = [r for r in csv.DictReader(f) if r.get("gradwatch/global_grad_norm")]
+    assert [int(r["step"]) for r in rows] == [every - 1, 2 * every - 1]
+    np.testing.assert_allclose(
+        [float(r["gradwatch/global_grad_norm"]) for r in rows], h.global_grad_norm[every - 1 :: every], rtol=1e-6
+    )
+    acc = EventAccumulator(str(tmp_path / "tb"))
+    acc.Reload()
+    assert len(acc.Scalars("gradwatch/global_grad_norm")) == steps  # the sink: every record
+
+
+def test_log_every_n_steps_is_validated() -> None:
+    from gradwatch.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="'log_every_n_steps' parameter of GradwatchCallback"):
+        GradwatchCallback(log_every_n_steps=0)
+
+
 def test_lightning_bf16_mixed_with_a_wandb_sink(tmp_path, wandb_run) -> None:
     run, logged = wandb_run
     x, y = _data()

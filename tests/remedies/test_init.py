@@ -118,3 +118,19 @@ def test_forget_bias_sets_only_the_forget_gate():
             assert torch.equal(p, before[n])
     with pytest.raises(ConfigError, match=r"needs a module containing an nn\.LSTM"):
         forget_bias_(nn.GRU(3, 5))
+
+
+def test_glorot_standard_and_normalized_follow_the_paper_bounds():
+    # Glorot & Bengio 2010: eq. 1, U[−1/√n, 1/√n]; eq. 16, U[±√6/√(n_in + n_out)] = nn.init.xavier_uniform_
+    g = torch.Generator().manual_seed(0)
+    lin = nn.Linear(400, 100)
+    init.glorot_standard_(lin, generator=g)
+    w = lin.weight.detach()
+    assert float(w.abs().max()) <= 1 / math.sqrt(400) and float(w.abs().max()) > 0.95 / math.sqrt(400)
+    assert float(w.var()) == pytest.approx(1 / (3 * 400), rel=0.05)  # variance of U[−a, a] is a²/3
+    assert torch.count_nonzero(lin.bias) == 0
+    init.glorot_normalized_(lin, generator=torch.Generator().manual_seed(1))
+    ref = torch.empty(100, 400)
+    nn.init.xavier_uniform_(ref, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(lin.weight.detach(), ref)
+    assert torch.count_nonzero(lin.bias) == 0

@@ -132,3 +132,32 @@ def test_rare_events_task():
         assert int(torch.nonzero(sym[b] == 3 + int(y[b]))[0]) <= 3
     with pytest.raises(ConfigError, match=r"'length' parameter of rare_events must be an integer >= 12"):
         rare_events(4, 5)
+
+
+def test_digits_heldout_trains_on_the_first_1400_images_and_scores_on_the_rest():
+    from gradwatch.tasks import digits_split
+
+    Xtr, _ytr, Xte, yte = digits_split()
+    task = get_task("digits_heldout")
+    x, _y = task.generate(1, 64, seed=0)
+    assert x.shape == (64, 1, 64)
+    train_rows = {tuple(r.tolist()) for r in Xtr}
+    assert all(tuple(r.tolist()) in train_rows for r in x[:, 0])
+    x_eval, y_eval = task.eval_batch(1, 512, seed=5)  # the fixed held-out set, whatever the size asked
+    assert torch.equal(x_eval[:, 0], Xte) and torch.equal(y_eval, yte)
+    # a generated task scores on a batch drawn with the seed
+    xa, _ = get_task("adding").eval_batch(20, 8, seed=3, jitter=False)
+    assert torch.equal(xa, get_task("adding").generate(20, 8, seed=3, jitter=False)[0])
+
+
+def test_latch_and_parity_sequences_for_weight_guessing():
+    from gradwatch.tasks import latch_sequences, parity_sequences
+
+    x, y = latch_sequences(200, 30, seed=1)
+    assert x.shape == (200, 30) and torch.equal(x[:, 0], y) and set(y.tolist()) == {-1.0, 1.0}
+    assert float(x[:, 1:].var()) == pytest.approx(0.2, rel=0.1)
+    x, y = parity_sequences(100, 25, 50, seed=0)
+    assert x.shape[0] == 100 and 25 <= x.shape[1] <= 50 and set(x.unique().tolist()) == {-1.0, 1.0}
+    torch.testing.assert_close(y, ((x > 0).sum(dim=1) % 2).float())
+    with pytest.raises(ConfigError, match="max_length"):
+        parity_sequences(10, 5, 4)

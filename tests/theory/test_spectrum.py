@@ -89,3 +89,29 @@ def test_random_cell_does_not_touch_the_global_rng():
 def test_bad_input_is_named(call, match):
     with pytest.raises(ConfigError, match=match):
         call()
+
+
+def test_max_lyapunov_of_a_linear_map_is_the_log_of_its_largest_eigenvalue():
+    # closed form: for h ↦ A h with A = Q diag(d) Qᵀ, λ₁ = ln max |d| whatever the start direction
+    gen = torch.Generator().manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(6, 6, generator=gen, dtype=torch.float64))
+    d = torch.tensor([1.3, -0.7, 0.5, 0.2, -0.1, 0.05], dtype=torch.float64)
+    a = q @ torch.diag(d) @ q.T
+    v0 = torch.randn(6, generator=gen, dtype=torch.float64)
+    lam = spectrum.max_lyapunov(lambda h: a @ h, steps=2000, state_size=6, v0=v0)
+    # the start direction costs ln|cos angle to the top eigenvector| / T: O(1/T)
+    assert lam == pytest.approx(np.log(1.3), abs=2e-3)
+
+
+def test_max_lyapunov_agrees_with_the_qr_spectrum_on_an_rnn_cell():
+    cell = spectrum.random_cell("rnn", 12, seed=3)
+    inputs = torch.randn(350, 8, generator=torch.Generator().manual_seed(1))
+    full = spectrum.lyapunov_spectrum(cell, steps=300, inputs=inputs, burn_in=50)
+    v0 = torch.randn(12, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    one = spectrum.max_lyapunov(cell, steps=300, inputs=inputs, burn_in=50, v0=v0)
+    assert one == pytest.approx(full.max_lyapunov, abs=0.03)
+
+
+def test_max_lyapunov_rejects_a_zero_direction():
+    with pytest.raises(ConfigError, match="non-zero"):
+        spectrum.max_lyapunov(lambda h: h, state_size=2, v0=torch.zeros(2))

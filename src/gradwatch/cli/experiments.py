@@ -3,24 +3,34 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from gradwatch.cli.app import emit_json
 from gradwatch.errors import ConfigError
-from gradwatch.experiments import RUNNER_REMEDIES, RunStore, Spec, run, sweep
+from gradwatch.experiments import RunStore, Spec, run, sweep
+from gradwatch.remedies import registry
 from gradwatch.report.html import write_report
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else.")]
 
 
+_RUNNER_REMEDIES = sorted(r.name for r in registry.available() if r.applies_in_runner)
+
+
 def _parse_remedies(items: list[str]) -> dict[str, dict[str, float]]:
-    """'clip_grad_norm' or 'clip_grad_norm:max_norm=0.5' → {name: {param: value}}."""
+    """'clip_grad_norm' or 'clip_grad_norm:max_norm=0.5' → {name: {param: value}}.
+
+    A name may itself hold a colon ("init:kumar"): an item that is a registry name has no
+    parameters; otherwise they follow the last colon after a registry name (else the first).
+    """
+    names = {r.name for r in registry.available()}
     out: dict[str, dict[str, float]] = {}
     for item in items:
-        name, _, rest = item.partition(":")
+        head, _, tail = item.rpartition(":")
+        name, _, rest = (item, "", "") if item in names else (head, ":", tail) if head in names else item.partition(":")
         params: dict[str, float] = {}
         for kv in filter(None, rest.split(",")):
             key, eq, value = kv.partition("=")
@@ -47,7 +57,9 @@ def run_cmd(
     remedy: Annotated[
         list[str] | None,
         typer.Option(
-            "--remedy", help=f"Remedy, repeatable: one of {', '.join(sorted(RUNNER_REMEDIES))}[:key=value,...]."
+            "--remedy",
+            help=f"Remedy by registry name, repeatable: one of {', '.join(_RUNNER_REMEDIES)}; "
+            "per-step ones take [:key=value,...] (see docs/remedies.md).",
         ),
     ] = None,
     optimizer: Annotated[str, typer.Option(help="sgd, adam, rprop or sign_sgd.")] = "sgd",
@@ -61,23 +73,25 @@ def run_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Train one model on one task with the monitor attached; print its result."""
-    spec = Spec(
-        task=task,
-        length=length,
-        model=model,
-        activation=activation,
-        hidden=hidden,
-        layers=layers,
-        init=init,
-        remedies=_parse_remedies(remedy or []),
-        optimizer=optimizer,
-        lr=lr,
-        steps=steps,
-        batch_size=batch_size,
-        eval_every=eval_every,
-        seed=seed,
-        device=device,
-    )
+    fields: dict[str, Any] = {
+        "task": task,
+        "length": length,
+        "model": model,
+        "activation": activation,
+        "hidden": hidden,
+        "layers": layers,
+        "init": init,
+        "optimizer": optimizer,
+        "lr": lr,
+        "steps": steps,
+        "batch_size": batch_size,
+        "eval_every": eval_every,
+        "seed": seed,
+        "device": device,
+    }
+    # per-step remedies go to spec.remedies; batchnorm, init:kumar, rprop, ... set their fields
+    fields.update(registry.spec_fields(_parse_remedies(remedy or []), model=model))
+    spec = Spec(**fields)
     store = RunStore(out) if out is not None else None
     result = run(spec, store.start(spec) if store else None)
     if store is not None:
@@ -134,7 +148,7 @@ def reproduce_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Re-check the published claims implemented so far; exit 1 if any claim failed."""
-    from gradwatch.report.reproduce import reproduce
+    from gradwatch.reproduce import reproduce
 
     doc = reproduce("full" if full else "quick", only, out)
     if as_json:

@@ -9,14 +9,13 @@
 
 from gradwatch.experiments.batched import run_seeds
 from gradwatch.experiments.runner import Result, build_model, run
-from gradwatch.experiments.spec import MODELS, OPTIMIZERS, RUNNER_REMEDIES, Spec
+from gradwatch.experiments.spec import MODELS, OPTIMIZERS, Spec
 from gradwatch.experiments.store import RunStore
 from gradwatch.experiments.sweep import expand_grid, load_sweep, sweep
 
 __all__ = [
     "MODELS",
     "OPTIMIZERS",
-    "RUNNER_REMEDIES",
     "Result",
     "RunStore",
     "Spec",

@@ -74,7 +74,9 @@ def run_seeds(spec: Spec, seeds: Sequence[int]) -> list[Result]:
     leaves = [params[n] for n in names]
     opt = _optimizer(spec, leaves)
     gens = [torch.Generator().manual_seed(s) for s in seeds]
-    evals = [task.generate(spec.length, spec.eval_batch, seed=s + EVAL_SEED_OFFSET, jitter=spec.jitter) for s in seeds]
+    evals = [
+        task.eval_batch(spec.length, spec.eval_batch, seed=s + EVAL_SEED_OFFSET, jitter=spec.jitter) for s in seeds
+    ]
     x_eval = torch.stack([e[0] for e in evals]).to(device)
     y_eval = torch.stack([e[1] for e in evals]).to(device)
     squeeze_mlp = spec.model == "mlp"

@@ -16,9 +16,8 @@ from gradwatch import models
 from gradwatch._output import from_json_number, to_json_number
 from gradwatch.experiments.spec import Spec
 from gradwatch.monitor import Monitor
-from gradwatch.remedies import clipping
+from gradwatch.remedies import registry
 from gradwatch.remedies.optim import SignSGD
-from gradwatch.remedies.regularizer import pascanu_penalty
 from gradwatch.tasks import get_task
 
 __all__ = ["EVAL_SEED_OFFSET", "Result", "build_model", "run"]
@@ -132,7 +131,13 @@ def _forward(model: torch.nn.Module, spec: Spec, x: torch.Tensor) -> torch.Tenso
     return out.squeeze(-1) if out.shape[-1] == 1 else out
 
 
-def run(spec: Spec, run_dir: str | Path | None = None, *, keep_model: bool = False) -> Result:
+def run(
+    spec: Spec,
+    run_dir: str | Path | None = None,
+    *,
+    keep_model: bool = False,
+    model: torch.nn.Module | None = None,
+) -> Result:
     """Train the spec's model on its task with its remedies and the monitor attached.
 
     Args:
@@ -141,6 +146,10 @@ def run(spec: Spec, run_dir: str | Path | None = None, *, keep_model: bool = Fal
             and the monitor's ``monitor.jsonl`` are written there.
         keep_model: attach the trained model to the result (``result.model``), e.g. to
             score it by another criterion.
+        model: train this module instead of ``build_model(spec)`` (e.g. weights from DBN
+            pre-training, an init outside ``INITS``, or a module with the caller's forward
+            hooks); its input and output sizes must fit the spec's task. The spec then
+            describes the task, optimizer, remedies and budget; ``spec.init`` is not applied.
 
     Returns:
         A :class:`Result`. Same spec and seed ⇒ same numbers on the same machine.
@@ -148,15 +157,17 @@ def run(spec: Spec, run_dir: str | Path | None = None, *, keep_model: bool = Fal
     start = time.perf_counter()
     task = get_task(spec.task)
     device = torch.device(spec.device)
-    model = build_model(spec).to(device)
+    model = (build_model(spec) if model is None else model).to(device)
     opt = _optimizer(spec, model.parameters())
     data_gen = torch.Generator().manual_seed(spec.seed)
-    x_eval, y_eval = task.generate(spec.length, spec.eval_batch, seed=spec.seed + EVAL_SEED_OFFSET, jitter=spec.jitter)
+    x_eval, y_eval = task.eval_batch(
+        spec.length, spec.eval_batch, seed=spec.seed + EVAL_SEED_OFFSET, jitter=spec.jitter
+    )
     x_eval, y_eval = x_eval.to(device), y_eval.to(device)
     sequence = spec.model != "mlp"
     log = None if run_dir is None else Path(run_dir) / "monitor.jsonl"
     metrics_path = None if run_dir is None else Path(run_dir) / "metrics.jsonl"
-    autoclip = clipping.AutoClip(**spec.remedy_params("autoclip")) if "autoclip" in spec.remedies else None
+    remedy = registry.build(spec.remedies)  # the per-step remedies, chained in the registry's order
     result = Result(spec=spec)
     with Monitor(
         model,
@@ -171,20 +182,20 @@ def run(spec: Spec, run_dir: str | Path | None = None, *, keep_model: bool = Fal
             x, y = x.to(device), y.to(device)
             out = _forward(model, spec, x)
             loss = task.loss(out, y)
-            total = loss
-            if "pascanu_regularizer" in spec.remedies:
-                alpha = spec.remedy_params("pascanu_regularizer")["alpha"]
-                total = loss + alpha * pascanu_penalty(loss, model.hidden_states)
+            total = loss if remedy.penalty is None else loss + remedy.penalty(loss, model)
             total.backward()
             mon.step(loss)  # before clipping: the gradient as backprop produced it
-            _clip(spec, model, autoclip)
+            if remedy.after_backward is not None:
+                remedy.after_backward(list(model.parameters()), None)  # None: clipping measures the norm itself
             opt.step()
             opt.zero_grad()
             if not math.isfinite(float(loss.detach())):
                 result.diverged = True
             if step % spec.eval_every == 0 or step == spec.steps:
+                model.eval()  # batch norm scores with its running statistics and leaves them alone
                 with torch.no_grad():
                     err = task.error(_forward(model, spec, x_eval), y_eval)
+                model.train()
                 result.steps.append(step)
                 result.loss.append(float(loss.detach()))
                 result.error.append(err)
@@ -210,15 +221,3 @@ def run(spec: Spec, run_dir: str | Path | None = None, *, keep_model: bool = Fal
     if keep_model:
         result.model = model
     return result
-
-
-def _clip(spec: Spec, model: torch.nn.Module, autoclip: clipping.AutoClip | None) -> None:
-    params = list(model.parameters())
-    if "clip_grad_norm" in spec.remedies:
-        clipping.clip_grad_norm_(params, **spec.remedy_params("clip_grad_norm"))
-    if "clip_grad_value" in spec.remedies:
-        clipping.clip_grad_value_(params, **spec.remedy_params("clip_grad_value"))
-    if "agc" in spec.remedies:
-        clipping.adaptive_clip_grad_(params, **spec.remedy_params("agc"))
-    if autoclip is not None:
-        autoclip(params)

@@ -10,21 +10,14 @@ from typing import Any
 from gradwatch import _checks
 from gradwatch.errors import ConfigError
 from gradwatch.models import ACTIVATIONS
+from gradwatch.remedies import registry
 from gradwatch.remedies.init import INITS
-from gradwatch.tasks import TASKS, get_task
+from gradwatch.tasks import FLAT_TASKS, TASKS, get_task
 
-__all__ = ["MODELS", "OPTIMIZERS", "RUNNER_REMEDIES", "Spec"]
+__all__ = ["MODELS", "OPTIMIZERS", "Spec"]
 
 MODELS = ("gru", "lstm", "mlp", "rnn")
 OPTIMIZERS = ("adam", "rprop", "sgd", "sign_sgd")
-# remedy name → its parameters and their defaults (the runner applies these each step)
-RUNNER_REMEDIES: dict[str, dict[str, float]] = {
-    "agc": {"clipping": 0.01},
-    "autoclip": {"percentile": 10.0},
-    "clip_grad_norm": {"max_norm": 1.0},
-    "clip_grad_value": {"clip_value": 1.0},
-    "pascanu_regularizer": {"alpha": 2.0},
-}
 
 
 @dataclass(frozen=True)
@@ -34,9 +27,11 @@ class Spec:
     Attributes:
         task, length: a name from ``gradwatch.tasks.TASKS`` and its sequence length T.
         jitter: the authors' ±10 % length variation of the adding/multiplication tasks.
-        model: "rnn" (hand-written, any activation), "lstm", "gru" or "mlp" (digits_mlp).
+        model: "rnn" (hand-written, any activation), "lstm", "gru" or "mlp" (the flat tasks, FLAT_TASKS).
         activation, hidden, layers, norm, residual, init: the model's knobs (see gradwatch.models).
-        remedies: ``{name: {param: value}}`` applied every step; names from ``RUNNER_REMEDIES``.
+        remedies: ``{name: {param: value}}`` applied every step; names from
+            ``gradwatch.remedies.registry.STEP_REMEDIES`` (architecture, init and optimizer
+            remedies are the fields above: ``registry.spec_fields`` maps names to them).
         optimizer, lr, momentum: "sgd", "adam", "rprop" or "sign_sgd".
         steps, batch_size: training budget.
         eval_every, eval_batch: evaluate the task's error on a fixed held-out batch.
@@ -75,9 +70,10 @@ class Spec:
             raise ConfigError(
                 f"The runner predicts from the last step; task {self.task!r} needs an output at every step."
             )
-        if (self.model == "mlp") != (self.task == "digits_mlp"):
+        if (self.model == "mlp") != (self.task in FLAT_TASKS):
             raise ConfigError(
-                "model='mlp' goes with task='digits_mlp' (and only there); sequence tasks need rnn, lstm or gru."
+                f"model='mlp' goes with task='digits_mlp' or another flat task {FLAT_TASKS} (and only there); "
+                "sequence tasks need rnn, lstm or gru."
             )
         _checks.choice(self.activation, "activation", owner, tuple(ACTIVATIONS))
         for name in ("hidden", "layers", "steps", "batch_size", "eval_every", "eval_batch"):
@@ -86,15 +82,7 @@ class Spec:
             _checks.choice(self.norm, "norm", owner, ("batch", "layer"))
         if self.init is not None:
             _checks.choice(self.init, "init", owner, (*INITS, "default"))
-        for name, params in self.remedies.items():
-            _checks.choice(name, "remedies", owner, tuple(RUNNER_REMEDIES))
-            unknown = set(params) - set(RUNNER_REMEDIES[name])
-            if unknown:
-                raise ConfigError(
-                    f"Remedy {name!r} takes {sorted(RUNNER_REMEDIES[name])}; got unknown parameter(s) {sorted(unknown)}."
-                )
-        if "pascanu_regularizer" in self.remedies and self.model != "rnn":
-            raise ConfigError("pascanu_regularizer needs the hidden states of model='rnn' (fused LSTM/GRU hide them).")
+        registry.validate(self.remedies, owner, model=self.model)
         _checks.choice(self.optimizer, "optimizer", owner, OPTIMIZERS)
         _checks.interval(self.lr, "lr", owner, 0, low_open=True)
         _checks.interval(self.momentum, "momentum", owner, 0, 1, high_open=True)
@@ -121,4 +109,4 @@ class Spec:
 
     def remedy_params(self, name: str) -> dict[str, float]:
         """The parameters of a remedy in this spec, defaults filled in."""
-        return {**RUNNER_REMEDIES[name], **self.remedies.get(name, {})}
+        return registry.with_defaults(name, self.remedies.get(name))

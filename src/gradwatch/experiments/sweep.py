@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -62,10 +63,10 @@ def load_sweep(path: str | Path) -> list[Spec]:
     Raises:
         ConfigError: a missing file, invalid TOML, an unknown table, or an unknown key (named, with its table).
     """
-    try:
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"Cannot read the sweep file {str(p)!r}: no such file.")

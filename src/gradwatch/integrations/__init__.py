@@ -10,6 +10,7 @@ The TensorBoard and W&B sinks (:mod:`gradwatch.sinks`) work from both: pass ``si
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from gradwatch.errors import ConfigError
@@ -29,7 +30,7 @@ def require(module: str, extra: str) -> Any:
         raise ConfigError(f'This integration needs the {module!r} package: pip install "gradwatch[{extra}]".') from None
 
 
-def flat_metrics(record: dict[str, Any]) -> dict[str, float]:
+def flat_metrics(record: Mapping[str, Any]) -> dict[str, float]:
     """One monitor record as ``{"gradwatch/...": float}``, the shape loggers take."""
     return flat_scalars(record)
 

@@ -9,10 +9,11 @@ Usage::
     print(cb.verdict)
 
 Where it reads: the Trainer clips gradients *before* its first callback after backward
-(``on_pre_optimizer_step``), so the callback reads the gradient at the end of every
+(``on_pre_optimizer_step``), so the callback reads the gradient at the end of the
 backward pass (an autograd end-of-backward callback queued from parameter hooks) with
 :meth:`Monitor.read_grads`; the reading of the last micro-batch — the accumulated,
-unclipped gradient — becomes the optimizer step's record, and the monitor's optimizer
+unclipped gradient — becomes the optimizer step's record (with :meth:`GradwatchCallback.attach`,
+the other micro-batches' backward passes are not read at all), and the monitor's optimizer
 hook adds the post-clip norm (``"clip"``). Records are added to the Trainer's logs in
 ``on_log`` (so ``report_to`` loggers and ``trainer.state.log_history`` get them when the
 callback is first in line: use :meth:`GradwatchCallback.attach`), go to any ``sinks=``,
@@ -34,11 +35,12 @@ from gradwatch.monitor import Monitor, Verdict
 from gradwatch.monitor.sinks import Sink
 
 transformers = require("transformers", "hf")
+_TrainerCallback: Any = transformers.TrainerCallback  # a runtime import: type checkers see the base class as Any
 
 __all__ = ["GradwatchCallback"]
 
 
-class GradwatchCallback(transformers.TrainerCallback):
+class GradwatchCallback(_TrainerCallback):
     """Attach a :class:`gradwatch.Monitor` to the model a Hugging Face ``Trainer`` trains.
 
     Args:
@@ -63,6 +65,7 @@ class GradwatchCallback(transformers.TrainerCallback):
         self._hooks: list[Any] = []
         self._queued = False
         self._trainer: Any = None
+        self._gradient_state: Any = None  # accelerate's GradientState, known through attach()
 
     def attach(self, trainer: Any) -> GradwatchCallback:
         """Put this callback first among the trainer's callbacks (its numbers reach every logger).
@@ -76,9 +79,17 @@ class GradwatchCallback(transformers.TrainerCallback):
 
     # ------------------------------------------------------------------ reading gradients
     def _param_hook(self, _: torch.Tensor) -> None:
-        if not self._queued:
-            self._queued = True
-            torch.autograd.Variable._execution_engine.queue_callback(self._end_of_backward)
+        if self._queued:
+            return
+        # Under gradient accumulation only the last micro-batch's gradient becomes the record:
+        # the Trainer sets the accelerator's sync_gradients before each micro-batch, so the
+        # other backward passes are not read at all (each reading costs a full pass over the
+        # gradients). Without attach() the trainer is unknown: every backward is read.
+        gradient_state = self._gradient_state
+        if gradient_state is not None and not gradient_state.sync_gradients:
+            return
+        self._queued = True
+        torch.autograd.Variable._execution_engine.queue_callback(self._end_of_backward)
 
     def _end_of_backward(self) -> None:
         self._queued = False
@@ -88,8 +99,11 @@ class GradwatchCallback(transformers.TrainerCallback):
     # ------------------------------------------------------------------ TrainerCallback
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, optimizer: Any = None, **kw: Any):
         inner = getattr(optimizer, "optimizer", optimizer)  # accelerate wraps the torch optimizer
-        kwargs = {"sync_every": max(1, int(args.logging_steps)) if args.logging_steps >= 1 else 50}
-        scaler = getattr(getattr(self._trainer, "accelerator", None), "scaler", None)
+        kwargs: dict[str, Any] = {"sync_every": max(1, int(args.logging_steps)) if args.logging_steps >= 1 else 50}
+        accelerator = getattr(self._trainer, "accelerator", None)
+        scaler = getattr(accelerator, "scaler", None)
+        gradient_state = getattr(accelerator, "gradient_state", None)
+        self._gradient_state = gradient_state if hasattr(gradient_state, "sync_gradients") else None
         if scaler is not None and isinstance(inner, torch.optim.Optimizer):
             kwargs["scaler"] = scaler
         kwargs.update(self.monitor_kwargs)
@@ -119,6 +133,7 @@ class GradwatchCallback(transformers.TrainerCallback):
         for h in self._hooks:
             h.remove()
         self._hooks = []
+        self._gradient_state = None
         mon, self.monitor = self.monitor, None
         if mon is None:
             return

@@ -186,6 +186,7 @@ class RecurrentNet(nn.Module):
     def __init__(self, kind: str, in_dim: int, hidden: int, out_dim: int, layers: int, activation: str) -> None:
         super().__init__()
         self.kind = kind
+        self.hidden = hidden
         if kind == "rnn":
             dims = [in_dim] + [hidden] * (layers - 1)
             self.cells = nn.ModuleList([SimpleRNNCell(d, hidden, activation) for d in dims])
@@ -205,7 +206,7 @@ class RecurrentNet(nn.Module):
         seq = x
         states: list[torch.Tensor] = []
         for cell in self.cells:
-            h = x.new_zeros(x.shape[0], cell.hidden)
+            h = x.new_zeros(x.shape[0], self.hidden)
             states = []
             for t in range(seq.shape[1]):
                 h = track_hidden(cell(seq[:, t], h))

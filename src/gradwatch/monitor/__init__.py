@@ -8,8 +8,10 @@
 
 from gradwatch.errors import GradwatchWarning, NonFiniteError
 from gradwatch.monitor import sinks
+from gradwatch.monitor.config import MonitorConfig
 from gradwatch.monitor.history import History, NonFinite, read_jsonl
 from gradwatch.monitor.monitor import Layer, Monitor
+from gradwatch.monitor.store import Store
 from gradwatch.monitor.timeline import TimeProfile, time_profile, track_hidden
 from gradwatch.monitor.verdict import Advice, Evidence, Thresholds, Verdict, verdict
 
@@ -20,8 +22,10 @@ __all__ = [
     "History",
     "Layer",
     "Monitor",
+    "MonitorConfig",
     "NonFinite",
     "NonFiniteError",
+    "Store",
     "Thresholds",
     "TimeProfile",
     "Verdict",

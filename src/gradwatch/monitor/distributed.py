@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any, cast
 
 import torch
 
@@ -38,7 +39,7 @@ def is_dtensor(t: object) -> bool:
 
 def local(t: torch.Tensor) -> torch.Tensor:
     """This rank's part of ``t`` (the tensor itself when it is not a DTensor)."""
-    return t.to_local() if is_dtensor(t) else t
+    return cast(torch.Tensor, cast(Any, t).to_local()) if is_dtensor(t) else t
 
 
 def initialized() -> bool:
@@ -72,14 +73,15 @@ class ShardedNorms:
         divisors = []
         for p in params:
             if is_dtensor(p):
-                mesh = p.device_mesh
+                dt = cast(Any, p)  # a DTensor (torch annotates its attributes on that class only)
+                mesh = dt.device_mesh
                 if mesh.size() != world:
                     raise ConfigError(
                         f"A sharded parameter lives on a device mesh of {mesh.size()} ranks, but the default "
                         f"process group has {world}: the monitor reduces over the default group and needs "
                         "meshes that span it."
                     )
-                sharded = math.prod(mesh.size(dim) for dim, pl in enumerate(p.placements) if pl.is_shard())
+                sharded = math.prod(mesh.size(dim) for dim, pl in enumerate(dt.placements) if pl.is_shard())
                 divisors.append(world / sharded)
             else:
                 divisors.append(float(world))  # the same tensor on every rank

@@ -26,12 +26,16 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gradwatch._output import from_json_number, to_json_number
 from gradwatch.errors import ConfigError
+from gradwatch.monitor.nonfinite import NonFinite
+
+if TYPE_CHECKING:
+    from gradwatch.monitor.store import Store
 
 __all__ = [
     "ActivationHistory",
@@ -44,40 +48,6 @@ __all__ = [
 ]
 
 LAYER_FIELDS = ("grad_norm", "grad_max", "param_norm", "update_ratio")
-
-
-@dataclass(frozen=True)
-class NonFinite:
-    """Where the first NaN/Inf appeared.
-
-    Attributes:
-        step: the optimizer step (0-based count of ``Monitor.step`` calls).
-        module: qualified name of the module ("" is the model itself).
-        tensor: "forward output", "gradient w.r.t. output", "gradient w.r.t. input" or
-            "parameter gradient".
-        parameter: the parameter's qualified name, for parameter gradients.
-        value: "nan", "inf" or "nan/inf" — what was found.
-    """
-
-    step: int
-    module: str
-    tensor: str
-    parameter: str | None = None
-    value: str = "nan/inf"
-
-    def to_json(self) -> dict[str, Any]:
-        """The record's ``nonfinite`` object."""
-        return {
-            "step": self.step,
-            "module": self.module,
-            "tensor": self.tensor,
-            "parameter": self.parameter,
-            "value": self.value,
-        }
-
-    def __str__(self) -> str:
-        what = f"{self.tensor} of {self.parameter!r}" if self.parameter else self.tensor
-        return f"first {self.value} at step {self.step} in module {self.module or '(model)'!r}: {what}"
 
 
 @dataclass
@@ -171,11 +141,12 @@ class History:
         if window < 1:
             raise ConfigError(f"The 'window' parameter of History.clip_rate must be >= 1. Got {window} instead.")
         with np.errstate(invalid="ignore"):
-            clipped = (self.clip_post < self.clip_pre).astype(float)
+            clipped = (np.asarray(self.clip_post) < np.asarray(self.clip_pre)).astype(float)
         csum = np.concatenate([[0.0], np.cumsum(clipped)])
         idx = np.arange(1, self.n_steps + 1)
         lo = np.maximum(idx - window, 0)
-        return (csum[idx] - csum[lo]) / (idx - lo)
+        rate: np.ndarray = (csum[idx] - csum[lo]) / (idx - lo)
+        return rate
 
     def layer_matrix(self, quantity: str = "grad_norm") -> np.ndarray:
         """Stack one quantity of every layer: shape (n_layers, S), rows in depth order."""
@@ -189,78 +160,46 @@ class History:
         return np.stack([getattr(lh, quantity) for lh in self.layers.values()])
 
     @classmethod
-    def from_records(cls, records: Iterable[Mapping[str, Any]]) -> History:
-        """Rebuild a History from JSON records (as written by the JSONL sink)."""
-        recs = list(records)
-        names: list[str] = []
-        numel: dict[str, int] = {}
-        for r in recs:
-            for name, stats in r.get("layers", {}).items():
-                if name not in numel:
-                    names.append(name)
-                    numel[name] = int(stats.get("numel", 0) or 0)
-        S = len(recs)
-        layer_arrays = {n: {f: np.full(S, np.nan) for f in LAYER_FIELDS} for n in names}
-        steps = np.empty(S, dtype=np.int64)
-        ggn = np.full(S, np.nan)
-        loss = np.full(S, np.nan)
-        acts: dict[str, tuple[str, list[int], list[float], list[float]]] = {}
-        profiles: list[tuple[int, np.ndarray, np.ndarray | None]] = []
-        nonfinite = None
-        clip_pre, clip_post, scale = np.full(S, np.nan), np.full(S, np.nan), np.full(S, np.nan)
-        skipped = np.zeros(S, dtype=bool)
-        for i, r in enumerate(recs):
-            steps[i] = int(r["step"])
-            clip = r.get("clip")
-            if clip:
-                clip_pre[i], clip_post[i] = from_json_number(clip.get("pre")), from_json_number(clip.get("post"))
-            skipped[i] = bool(r.get("skipped", False))
-            scale[i] = from_json_number(r.get("loss_scale"))
-            ggn[i] = from_json_number(r.get("global_grad_norm"))
-            loss[i] = from_json_number(r.get("loss"))
-            for name, stats in r.get("layers", {}).items():
-                for f in LAYER_FIELDS:
-                    layer_arrays[name][f][i] = from_json_number(stats.get(f))
-            for name, a in (r.get("activations") or {}).items():
-                entry = acts.setdefault(name, (a.get("kind", "none"), [], [], []))
-                entry[1].append(int(r["step"]))
-                entry[2].append(from_json_number(a.get("fraction")))
-                entry[3].append(from_json_number(a.get("std")))
-            tp = r.get("time_profile")
-            if tp:
-                hid = tp.get("hidden")
-                profiles.append(
-                    (
-                        int(r["step"]),
-                        np.array([from_json_number(v) for v in tp["input"]]),
-                        None if hid is None else np.array([from_json_number(v) for v in hid]),
-                    )
-                )
-            nf = r.get("nonfinite")
-            if nf and nonfinite is None:
-                nonfinite = NonFinite(
-                    step=int(nf["step"]),
-                    module=str(nf["module"]),
-                    tensor=str(nf["tensor"]),
-                    parameter=nf.get("parameter"),
-                    value=str(nf.get("value", "nan/inf")),
-                )
+    def from_store(cls, store: Store) -> History:
+        """A view of a :class:`~gradwatch.monitor.store.Store`: read-only arrays, no copy, no loop over steps."""
+        if store.n == 0:
+            return cls(steps=np.zeros(0, dtype=np.int64), global_grad_norm=np.zeros(0), loss=np.zeros(0), layers={})
+        steps = store.steps
+        cols = {f: store.layer_column(f) for f in LAYER_FIELDS}
+        layers = {
+            name: LayerHistory(
+                grad_norm=cols["grad_norm"][i],
+                grad_max=cols["grad_max"][i],
+                param_norm=cols["param_norm"][i],
+                update_ratio=cols["update_ratio"][i],
+                numel=store.numels[i],
+            )
+            for i, name in enumerate(store.layer_names)
+        }
+        activations = {
+            name: ActivationHistory(a.kind, steps[a.rows], np.array(a.fraction), np.array(a.std))
+            for name, a in store.activations.items()
+        }
         return cls(
             steps=steps,
-            global_grad_norm=ggn,
-            loss=loss,
-            layers={n: LayerHistory(**layer_arrays[n], numel=numel[n]) for n in names},
-            activations={
-                n: ActivationHistory(kind, np.array(s, dtype=np.int64), np.array(fr), np.array(sd))
-                for n, (kind, s, fr, sd) in acts.items()
-            },
-            time_profiles=profiles,
-            nonfinite=nonfinite,
-            clip_pre=clip_pre,
-            clip_post=clip_post,
-            skipped=skipped,
-            loss_scale=scale,
+            global_grad_norm=store.column("global_grad_norm"),
+            loss=store.column("loss"),
+            layers=layers,
+            activations=activations,
+            time_profiles=[(int(steps[r]), inputs, hidden) for r, inputs, hidden in store.time_profiles],
+            nonfinite=store.nonfinite,
+            clip_pre=store.column("clip_pre"),
+            clip_post=store.column("clip_post"),
+            skipped=store.column("skipped"),
+            loss_scale=store.column("loss_scale"),
         )
+
+    @classmethod
+    def from_records(cls, records: Iterable[Mapping[str, Any]]) -> History:
+        """Rebuild a History from JSON records (as written by the JSONL sink)."""
+        from gradwatch.monitor.store import Store
+
+        return cls.from_store(Store.from_records(list(records)))
 
 
 def read_jsonl(path: str | Path) -> History:

@@ -11,7 +11,8 @@ earliest step is found: that is where the NaN/Inf came from.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -20,9 +21,48 @@ from torch.utils.hooks import RemovableHandle
 
 from gradwatch.errors import NonFiniteError
 
-__all__ = ["TENSOR_KINDS", "NonFiniteError", "NonFiniteTracer"]
+__all__ = ["TENSOR_KINDS", "NonFinite", "NonFiniteError", "NonFiniteTracer"]
 
 TENSOR_KINDS = ("forward output", "gradient w.r.t. output", "gradient w.r.t. input", "parameter gradient")
+
+
+@dataclass(frozen=True)
+class NonFinite:
+    """Where the first NaN/Inf appeared.
+
+    Attributes:
+        step: the optimizer step (0-based count of ``Monitor.step`` calls).
+        module: qualified name of the module ("" is the model itself).
+        tensor: "forward output", "gradient w.r.t. output", "gradient w.r.t. input" or
+            "parameter gradient".
+        parameter: the parameter's qualified name, for parameter gradients.
+        value: "nan", "inf" or "nan/inf" — what was found.
+    """
+
+    step: int
+    module: str
+    tensor: str
+    parameter: str | None = None
+    value: str = "nan/inf"
+
+    def to_json(self) -> dict[str, Any]:
+        """The record's ``nonfinite`` object."""
+        return {
+            "step": self.step,
+            "module": self.module,
+            "tensor": self.tensor,
+            "parameter": self.parameter,
+            "value": self.value,
+        }
+
+    def __str__(self) -> str:
+        what = f"{self.tensor} of {self.parameter!r}" if self.parameter else self.tensor
+        return f"first {self.value} at step {self.step} in module {self.module or '(model)'!r}: {what}"
+
+
+def register_tensor_hook(t: torch.Tensor, hook: Callable[[torch.Tensor], None]) -> None:
+    """``t.register_hook(hook)`` (torch leaves it unannotated)."""
+    cast(Callable[[Callable[[torch.Tensor], None]], object], t.register_hook)(hook)
 
 
 def _tensors(x: Any) -> list[torch.Tensor]:
@@ -93,7 +133,7 @@ class NonFiniteTracer:
                 return
             for t in _tensors(args):
                 if t.requires_grad:
-                    t.register_hook(lambda g, name=name: self._add(name, "gradient w.r.t. input", [g]))
+                    register_tensor_hook(t, lambda g: self._add(name, "gradient w.r.t. input", [g]))
 
         return hook
 
@@ -105,7 +145,7 @@ class NonFiniteTracer:
                 return
             for t in outs:
                 if t.requires_grad:
-                    t.register_hook(lambda g, name=name: self._add(name, "gradient w.r.t. output", [g]))
+                    register_tensor_hook(t, lambda g: self._add(name, "gradient w.r.t. output", [g]))
 
         return hook
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.colors import Normalize
@@ -18,14 +19,15 @@ from gradwatch._output import save_figure
 from gradwatch.errors import check_writable
 from gradwatch.monitor.history import History
 
-__all__ = ["plot_history", "plot_time_profile"]
+__all__ = ["plot_history", "plot_time_profile", "summary_table"]
 
 
 def _log10(a: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.log10(np.asarray(a, dtype=float))
     out[~np.isfinite(out)] = np.nan
-    return out
+    result: np.ndarray = out
+    return result
 
 
 def plot_history(history: History, path: str | Path) -> Path:
@@ -143,3 +145,30 @@ def plot_time_profile(profile: np.ndarray, path: str | Path, hidden: np.ndarray 
     ax.set_title("Gradient over time")
     ax.legend()
     return save_figure(fig, p)
+
+
+def summary_table(history: History, module_types: dict[str, str]) -> Any:
+    """A rich Table: per layer, the latest and median gradient norm, max |g|, ‖θ‖ and update ratio."""
+    from rich.table import Table
+
+    table = Table(title=f"gradwatch — {history.n_steps} recorded steps")
+    for col in ("layer", "type", "‖g‖ last", "‖g‖ median", "max|g| last", "‖θ‖ last", "update ratio median"):
+        table.add_column(col, justify="right" if col != "layer" else "left")
+
+    def med(a: np.ndarray) -> str:
+        fin = a[np.isfinite(a)]
+        return f"{np.median(fin):.3g}" if fin.size else "nan"
+
+    for name, lh in history.layers.items():
+        if history.n_steps == 0:
+            continue
+        table.add_row(
+            name or "(model)",
+            module_types.get(name, ""),
+            f"{lh.grad_norm[-1]:.3g}",
+            med(lh.grad_norm),
+            f"{lh.grad_max[-1]:.3g}",
+            f"{lh.param_norm[-1]:.3g}",
+            med(lh.update_ratio),
+        )
+    return table

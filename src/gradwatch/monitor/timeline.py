@@ -157,9 +157,10 @@ def time_profile(
     g_in = grads[0]
     if g_in is None:
         raise ConfigError("The loss does not depend on the inputs: nothing to profile.")
+    g_seq: torch.Tensor | PackedSequence = g_in
     if isinstance(x, PackedSequence):
-        g_in = PackedSequence(g_in, x.batch_sizes, x.sorted_indices, x.unsorted_indices)
-    profile = input_profile(g_in, time_dim=time_dim, batch_dim=batch_dim, per_sample=per_sample)
+        g_seq = PackedSequence(g_in, x.batch_sizes, x.sorted_indices, x.unsorted_indices)
+    profile = input_profile(g_seq, time_dim=time_dim, batch_dim=batch_dim, per_sample=per_sample)
     hidden = None
     if states:
         rows = []

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from gradwatch import _checks
+from gradwatch import _checks, _remedy_catalog
 from gradwatch.monitor.history import History
 
 __all__ = ["STATUSES", "Advice", "Evidence", "Thresholds", "Verdict", "verdict"]
@@ -139,35 +139,9 @@ def _fmt(x: float) -> str:
     return f"{x:.2g}"
 
 
-ADVICE = {
-    "relu": "sigmoid and tanh derivatives are at most 1/4 and 1 and near 0 when saturated; "
-    "rectifiers (ReLU family) do not saturate for positive inputs",
-    "init:kumar": "an initialization scaled to the activation (Kumar 2017: std 3.6/√N for the logistic "
-    "function) keeps each layer's gain near 1",
-    "init:yilmaz_poli": "for logistic layers, a negative mean of the initial weights (max(−1, −8/N)) keeps "
-    "gradients from vanishing in deep MLPs (Yilmaz & Poli 2022)",
-    "batchnorm": "normalizing pre-activations keeps them out of the saturated range and evens out the "
-    "gradient scale across layers",
-    "residual": "identity skip connections give the gradient a path with gain 1 through every block",
-    "lstm": "gated cells (LSTM/GRU) carry state along an additive path, so ∂h_t/∂h_{t−1} need not shrink",
-    "init:orthogonal": "an orthogonal (or identity, IRNN) recurrent matrix has all singular values 1, "
-    "so products of Jacobians neither shrink nor grow at initialization",
-    "pascanu_regularizer": "penalizes the change of ‖∂E/∂x_k‖ from step to step, keeping the error "
-    "signal alive across time (Pascanu et al. 2013)",
-    "clip_grad_norm": "rescaling the gradient whenever its norm exceeds a threshold bounds the step "
-    "taken at a cliff (Pascanu et al. 2013)",
-    "lr:lower": "a smaller learning rate keeps updates from overshooting where the gradient is steep",
-    "spectral_radius<1": "a recurrent matrix with spectral radius above 1 multiplies the gradient by "
-    "more than 1 per step in the linear regime",
-    "data:check": "the first non-finite value is a forward output of the first module: the input batch "
-    "itself may hold NaN/Inf",
-    "amp:grad_scaler": "with mixed precision, a GradScaler skips steps whose gradients overflow",
-    "leaky_relu": "units that are zero for the whole batch get no gradient; a leaky slope keeps them trainable",
-}
-
-
 def _advise(*names: str) -> tuple[Advice, ...]:
-    return tuple(Advice(n, ADVICE[n]) for n in names)
+    # remedies by registry name, with the catalog's advice sentence (data: no remedies import)
+    return tuple(Advice(n, _remedy_catalog.advice(n)) for n in names)
 
 
 def verdict(history: History, thresholds: Thresholds | None = None) -> Verdict:

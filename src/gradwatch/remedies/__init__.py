@@ -9,16 +9,19 @@
 - :mod:`~gradwatch.remedies.search` — random search and a genetic algorithm (vmapped populations).
 - architecture remedies (batch/layer norm, residual, ReLU family, LSTM/GRU) are knobs of
   :func:`gradwatch.models.mlp` and :func:`gradwatch.models.rnn`.
-
-:func:`available` lists them by the names the monitor's verdict uses in its advice.
+- :mod:`~gradwatch.remedies.registry` — every remedy by name (the names the monitor's
+  verdict advises) with how to apply it: :func:`available`, :func:`get`, and for the runner
+  ``registry.build`` (per-step remedies chained into a :class:`StepRemedy`) and
+  ``registry.spec_fields`` (architecture/init/optimizer remedies as ``Spec`` fields).
 """
 
-from gradwatch.remedies import clipping, hierarchy, init, optim, pretrain, regularizer, search
-from gradwatch.remedies.registry import KINDS, Remedy, available, get
+from gradwatch.remedies import clipping, hierarchy, init, optim, pretrain, registry, regularizer, search
+from gradwatch.remedies.registry import KINDS, Remedy, StepRemedy, available, get
 
 __all__ = [
     "KINDS",
     "Remedy",
+    "StepRemedy",
     "available",
     "clipping",
     "get",
@@ -26,6 +29,7 @@ __all__ = [
     "init",
     "optim",
     "pretrain",
+    "registry",
     "regularizer",
     "search",
 ]

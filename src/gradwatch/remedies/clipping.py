@@ -78,7 +78,7 @@ def clip_grad_norm_(
         zero = torch.zeros(())
         return ClipResult(zero, mx, torch.zeros((), dtype=torch.bool), zero)
     if total_norm is None:
-        total_norm = nn.utils.get_total_norm([p.grad for p in params], norm_type, error_if_nonfinite)
+        total_norm = nn.utils.get_total_norm(_grads(params), norm_type, error_if_nonfinite)
     nn.utils.clip_grads_with_norm_(params, mx, total_norm)
     clipped = total_norm > mx
     return ClipResult(total_norm, mx, clipped, clipped.float())
@@ -96,13 +96,13 @@ def clip_grad_value_(parameters: Params, clip_value: float) -> ClipResult:
     """
     cv = _checks.interval(clip_value, "clip_value", "clip_grad_value_", 0, low_open=True)
     params = _params_with_grads(parameters)
-    grads = [p.grad for p in params]
+    grads = _grads(params)
     if not grads:
         zero = torch.zeros(())
         return ClipResult(zero, cv, torch.zeros((), dtype=torch.bool), zero)
     with torch.no_grad():
         before = torch.stack([g.abs().amax() for g in grads]).amax()
-        changed = sum((g.abs() > cv).sum() for g in grads)
+        changed = torch.stack([(g.abs() > cv).sum() for g in grads]).sum()
         total = sum(g.numel() for g in grads)
     nn.utils.clip_grad_value_(params, cv)
     return ClipResult(before, cv, changed > 0, changed / total)
@@ -113,12 +113,18 @@ def _params_with_grads(parameters: Params) -> list[torch.Tensor]:
     return [p for p in params if p.grad is not None]
 
 
+def _grads(params: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The gradients of parameters from :func:`_params_with_grads`, in the same order."""
+    return [p.grad for p in params if p.grad is not None]
+
+
 def _unitwise_norm(x: torch.Tensor) -> torch.Tensor:
     """Norm of each output unit: rows of a matrix (dims 1.. of a conv kernel); a vector is one unit."""
     if x.dim() <= 1:
         return x.norm().expand_as(x) if x.dim() == 1 else x.abs()
     dims = tuple(range(1, x.dim()))
-    return torch.linalg.vector_norm(x, dim=dims, keepdim=True)
+    norms: torch.Tensor = torch.linalg.vector_norm(x, dim=dims, keepdim=True)
+    return norms
 
 
 def adaptive_clip_grad_(parameters: Params, clipping: float = 0.01, eps: float = 1e-3) -> ClipResult:
@@ -148,14 +154,14 @@ def adaptive_clip_grad_(parameters: Params, clipping: float = 0.01, eps: float =
     n_clipped = torch.zeros(())
     n_units = 0
     with torch.no_grad():
-        for p in params:
+        for p, g in zip(params, _grads(params), strict=True):
             w_norm = _unitwise_norm(p.detach()).clamp(min=e)
-            g_norm = _unitwise_norm(p.grad)
+            g_norm = _unitwise_norm(g)
             max_norm = w_norm * lam
             ratio = g_norm / w_norm
             trigger = g_norm > max_norm
             scale = torch.where(trigger, max_norm / g_norm.clamp(min=1e-6), torch.ones_like(g_norm))
-            p.grad.mul_(scale)
+            g.mul_(scale)
             units = ratio if p.dim() > 1 else ratio.reshape(-1)[:1]
             trig = trigger if p.dim() > 1 else trigger.reshape(-1)[:1]
             worst = torch.maximum(worst.to(units.device), units.max())
@@ -191,10 +197,12 @@ class AutoClip:
         if not params:
             zero = torch.zeros(())
             return ClipResult(zero, zero, torch.zeros((), dtype=torch.bool), zero)
-        norm = nn.utils.get_total_norm([p.grad for p in params], self.norm_type).reshape(1).to(torch.float64)
+        norm = nn.utils.get_total_norm(_grads(params), self.norm_type).reshape(1).to(torch.float64)
         self.history_ = norm if self.history_ is None else torch.cat([self.history_, norm.to(self.history_.device)])
         threshold = torch.quantile(self.history_, self.percentile / 100.0)
-        nn.utils.clip_grads_with_norm_(params, threshold, norm[0])
+        # torch annotates max_norm as float, but its code also takes a 0-d tensor, which keeps
+        # the threshold on the gradients' device (a float would be a host sync per step).
+        nn.utils.clip_grads_with_norm_(params, threshold, norm[0])  # type: ignore[arg-type]
         clipped = norm[0] > threshold
         return ClipResult(norm[0], threshold, clipped, clipped.float())
 

@@ -58,7 +58,8 @@ class _Chunker(nn.Module):
     def forward(self, c: Compressed) -> torch.Tensor:
         packed = pack_padded_sequence(c.inputs, c.lengths.cpu(), batch_first=True, enforce_sorted=False)
         _, h = self.rnn(packed)
-        return self.head(h[-1])
+        logits: torch.Tensor = self.head(h[-1])
+        return logits
 
 
 class HistoryCompressor:
@@ -115,7 +116,8 @@ class HistoryCompressor:
 
     def _predict_logits(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self._a_rnn(x)
-        return self._a_head(out)  # logits for x_{t+1} made at t, shape (B, T, V)
+        logits: torch.Tensor = self._a_head(out)  # for x_{t+1} made at t, shape (B, T, V)
+        return logits
 
     def _automatizer_loss(self, x: torch.Tensor) -> torch.Tensor:
         logits = self._predict_logits(x)[:, :-1]
@@ -198,4 +200,5 @@ class HistoryCompressor:
         """Class of each sequence, shape (B,)."""
         self._check_fitted()
         with torch.no_grad():
-            return self.chunker_(self.compress(x)).argmax(-1)
+            logits: torch.Tensor = self.chunker_(self.compress(x))
+            return logits.argmax(-1)

@@ -21,6 +21,9 @@ the fan-in of each weight (its number of columns).
 - :func:`identity_recurrent_` — IRNN (Le, Jaitly & Hinton 2015): recurrent weights = I
   (times ``scale``), input weights N(0, 0.001²), biases 0, for ReLU RNNs.
 - :func:`glorot_` and :func:`he_` — ``nn.init.xavier_normal_`` / ``nn.init.kaiming_normal_``.
+- :func:`glorot_standard_` and :func:`glorot_normalized_` — the two inits Glorot & Bengio
+  2010 compare: the "standard" heuristic U[−1/√N, 1/√N] (eq. 1) and their "normalized"
+  U[±√6/√(N_in + N_out)] (eq. 16), which is ``nn.init.xavier_uniform_``.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ __all__ = [
     "KUMAR_ACTIVATIONS",
     "forget_bias_",
     "glorot_",
+    "glorot_normalized_",
+    "glorot_standard_",
     "he_",
     "identity_recurrent_",
     "init_",
@@ -214,6 +219,31 @@ def glorot_(module: nn.Module, *, generator: torch.Generator | None = None) -> n
     _require_weights(module, "glorot_")
     for _, _, w in _weights(module):
         nn.init.xavier_normal_(w, generator=generator)
+    _zero_biases(module)
+    return module
+
+
+def glorot_standard_(module: nn.Module, *, generator: torch.Generator | None = None) -> nn.Module:
+    """Glorot & Bengio's (2010, eq. 1) "standard" init: W ~ U[−1/√N, 1/√N], biases zero, in place.
+
+    The heuristic they show to shrink back-propagated gradients layer by layer.
+    """
+    _require_weights(module, "glorot_standard_")
+    for _, _, w in _weights(module):
+        a = 1.0 / math.sqrt(w.shape[1])
+        nn.init.uniform_(w, -a, a, generator=generator)
+    _zero_biases(module)
+    return module
+
+
+def glorot_normalized_(module: nn.Module, *, generator: torch.Generator | None = None) -> nn.Module:
+    """Glorot & Bengio's (2010, eq. 16) "normalized" init, ``nn.init.xavier_uniform_``, biases zero, in place.
+
+    W ~ U[−√6/√(N_in + N_out), √6/√(N_in + N_out)].
+    """
+    _require_weights(module, "glorot_normalized_")
+    for _, _, w in _weights(module):
+        nn.init.xavier_uniform_(w, generator=generator)
     _zero_biases(module)
     return module
 

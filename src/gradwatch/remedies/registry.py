@@ -1,242 +1,239 @@
-"""The registry of remedies: names (as the verdict's advice uses them), kinds, sources, reasons."""
+"""The registry of remedies: what each one is (from the catalog) and how to apply it.
+
+Every name in :mod:`gradwatch._remedy_catalog` (the names the verdict's advice uses) is a
+:class:`Remedy` here, and each says how the runner applies it — one of:
+
+- **per step** (clipping, the regularizer): ``make(params)`` returns a :class:`StepRemedy`
+  with a ``penalty(loss, model)`` hook (added to the loss before ``backward()``) and/or an
+  ``after_backward(params, total_norm)`` hook (changes ``.grad`` in place before the
+  optimizer step). ``params`` are validated against the remedy's :class:`Param` ranges.
+  A :class:`~gradwatch.experiments.Spec` lists these in ``remedies``; :func:`build`
+  chains them, like ``optax.chain``.
+- **by a spec field** (architecture, init, optimizer): ``knobs`` are the fields of
+  :class:`~gradwatch.experiments.Spec` that apply it (``batchnorm`` is ``norm="batch"``,
+  ``init:kumar`` is ``init="kumar"``, ``rprop`` is ``optimizer="rprop"``);
+  :func:`spec_fields` turns names into those fields (``gradwatch run --remedy`` uses it).
+- **not by the runner**: ``not_in_runner`` says why, and what to call instead.
+
+Example:
+    >>> from gradwatch.remedies import registry
+    >>> registry.get("clip_grad_norm").defaults
+    {'max_norm': 1.0}
+    >>> registry.spec_fields({"batchnorm": {}, "clip_grad_norm": {"max_norm": 0.5}}, model="mlp")
+    {'norm': 'batch', 'remedies': {'clip_grad_norm': {'max_norm': 0.5}}}
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
 
 from gradwatch import _checks
+from gradwatch._remedy_catalog import CATALOG, KINDS
+from gradwatch.errors import ConfigError
+from gradwatch.remedies import clipping
+from gradwatch.remedies.init import INITS
+from gradwatch.remedies.regularizer import pascanu_penalty
 
-__all__ = ["KINDS", "Remedy", "available", "get"]
+__all__ = [
+    "KINDS",
+    "STEP_REMEDIES",
+    "Param",
+    "Remedy",
+    "StepRemedy",
+    "available",
+    "build",
+    "get",
+    "spec_fields",
+    "validate",
+    "with_defaults",
+]
 
-KINDS = (
-    "architecture",
-    "clipping",
-    "hardware",
-    "init",
-    "optimizer",
-    "practice",
-    "pretraining",
-    "regularizer",
-    "search",
-)
+Penalty = Callable[[torch.Tensor, nn.Module], torch.Tensor]
+AfterBackward = Callable[[Sequence[torch.Tensor], "torch.Tensor | None"], None]
+
+
+class StepRemedy(NamedTuple):
+    """What the runner calls every step (either hook may be None).
+
+    Attributes:
+        penalty: ``penalty(loss, model) -> tensor`` added to the loss before ``backward()``.
+        after_backward: ``after_backward(params, total_norm)`` changes the gradients of
+            ``params`` in place after ``backward()``, before the optimizer step.
+            ``total_norm`` is the global 2-norm of those gradients if already measured
+            (e.g. by the monitor: "measure once, act on the measurement"), else None.
+    """
+
+    penalty: Penalty | None = None
+    after_backward: AfterBackward | None = None
+
+
+@dataclass(frozen=True)
+class Param:
+    """A numeric parameter of a per-step remedy: its default and its valid interval."""
+
+    default: float
+    low: float = 0.0
+    high: float = math.inf
+    low_open: bool = True
+    high_open: bool = False
 
 
 @dataclass(frozen=True)
 class Remedy:
-    """One remedy: its registry name, kind, source (paper or tool), one-line why, and where it lives."""
+    """One remedy: the catalog's data plus how to apply it.
+
+    Attributes:
+        name, kind, source, why, api, advice: from :mod:`gradwatch._remedy_catalog`.
+        params: the parameters of a per-step remedy, with defaults and valid ranges.
+        make: builds the :class:`StepRemedy` from validated parameters (per-step remedies).
+        knobs: the Spec fields that apply it (architecture, init, optimizer remedies).
+        models: the Spec models it works with (empty: any).
+        needs: why it needs those models.
+        not_in_runner: why the runner cannot apply it ("" when it can).
+    """
 
     name: str
     kind: str
     source: str
     why: str
     api: str
+    advice: str | None = None
+    params: Mapping[str, Param] = field(default_factory=dict, compare=False)
+    make: Callable[[Mapping[str, float]], StepRemedy] | None = field(default=None, compare=False)
+    knobs: Mapping[str, object] = field(default_factory=dict, compare=False)
+    models: tuple[str, ...] = ()
+    needs: str = ""
+    not_in_runner: str = ""
+
+    @property
+    def applies_in_runner(self) -> bool:
+        """Whether the runner can apply it (per step or through spec fields)."""
+        return self.make is not None or bool(self.knobs)
+
+    @property
+    def defaults(self) -> dict[str, float]:
+        """The default value of each parameter."""
+        return {k: p.default for k, p in self.params.items()}
 
 
-_REMEDIES = (
-    Remedy(
-        "clip_grad_norm",
-        "clipping",
-        "Pascanu, Mikolov & Bengio 2013, §3.2",
-        "rescales the gradient when its norm exceeds a threshold, bounding the step taken at a cliff",
-        "gradwatch.remedies.clipping.clip_grad_norm_",
-    ),
-    Remedy(
-        "clip_grad_value",
-        "clipping",
-        "torch.nn.utils.clip_grad_value_",
-        "clips every gradient entry to [−c, c]; cruder than norm clipping (changes the direction)",
-        "gradwatch.remedies.clipping.clip_grad_value_",
-    ),
-    Remedy(
-        "agc",
-        "clipping",
-        "Brock, De, Smith & Simonyan 2021 (NFNets), eq. 3",
-        "clips each unit's gradient relative to its weight norm, so small layers are not over-clipped",
-        "gradwatch.remedies.clipping.adaptive_clip_grad_",
-    ),
-    Remedy(
-        "autoclip",
-        "clipping",
-        "Seetharaman, Wichern, Pardo & Le Roux 2020",
-        "clips at a percentile of the gradient norms seen so far: no threshold to tune",
-        "gradwatch.remedies.clipping.AutoClip",
-    ),
-    Remedy(
-        "pascanu_regularizer",
-        "regularizer",
-        "Pascanu, Mikolov & Bengio 2013, eq. 9",
-        "penalizes changes of ‖∂E/∂x_k‖ from step to step, keeping the error signal alive in time",
-        "gradwatch.remedies.regularizer.pascanu_penalty",
-    ),
-    Remedy(
-        "init:kumar",
-        "init",
-        "Kumar 2017, arXiv:1704.08863",
-        "variance 1/(N g′(0)²(1+g(0)²)) keeps each layer's gain near 1 (std ≈ 3.6/√N for the logistic function)",
-        "gradwatch.remedies.init.kumar_",
-    ),
-    Remedy(
-        "init:yilmaz_poli",
-        "init",
-        "Yilmaz & Poli 2022, Neural Networks 153",
-        "a negative weight mean max(−1, −8/N) keeps deep logistic MLPs out of the vanishing regime",
-        "gradwatch.remedies.init.yilmaz_poli_",
-    ),
-    Remedy(
-        "init:orthogonal",
-        "init",
-        "Saxe, McClelland & Ganguli 2014",
-        "all singular values 1: products of Jacobians neither shrink nor grow at initialization",
-        "gradwatch.remedies.init.orthogonal_",
-    ),
-    Remedy(
-        "init:identity_recurrent",
-        "init",
-        "Le, Jaitly & Hinton 2015 (IRNN)",
-        "a ReLU RNN whose recurrent matrix starts as the identity carries state and gradient unchanged",
-        "gradwatch.remedies.init.identity_recurrent_",
-    ),
-    Remedy(
-        "init:forget_bias",
-        "init",
-        "Gers, Schmidhuber & Cummins 2000; Hochreiter & Schmidhuber 1997 (no forget gate)",
-        "a forget gate that starts open (σ(5) ≈ 0.993) lets the LSTM cell carry error over long lags from step one",
-        "gradwatch.remedies.init.forget_bias_",
-    ),
-    Remedy(
-        "init:glorot",
-        "init",
-        "Glorot & Bengio 2010",
-        "variance 2/(fan_in + fan_out) balances forward and backward signal for tanh-like units",
-        "gradwatch.remedies.init.glorot_",
-    ),
-    Remedy(
-        "init:he",
-        "init",
-        "He, Zhang, Ren & Sun 2015",
-        "variance 2/fan_in keeps ReLU activations and gradients at constant scale",
-        "gradwatch.remedies.init.he_",
-    ),
-    Remedy(
-        "spectral_radius<1",
-        "init",
-        "Pascanu, Mikolov & Bengio 2013, §2.1",
-        "a recurrent matrix with spectral radius below 1 cannot make linear-regime gradients explode",
-        "gradwatch.theory.rnn.recurrent_matrix",
-    ),
-    Remedy(
-        "batchnorm",
-        "architecture",
-        "Ioffe & Szegedy 2015; Santurkar et al. 2018",
-        "normalizing pre-activations keeps them out of saturation and evens the gradient scale across layers",
-        "gradwatch.models.mlp(norm='batch')",
-    ),
-    Remedy(
-        "layernorm",
-        "architecture",
-        "Ba, Kiros & Hinton 2016",
-        "per-sample normalization, the batch-independent alternative to batch normalization",
-        "gradwatch.models.mlp(norm='layer')",
-    ),
-    Remedy(
-        "residual",
-        "architecture",
-        "He, Zhang, Ren & Sun 2016",
-        "identity skip connections give the gradient a path with gain 1 through every block",
-        "gradwatch.models.mlp(residual=True)",
-    ),
-    Remedy(
-        "relu",
-        "architecture",
-        "Glorot, Bordes & Bengio 2011",
-        "rectifiers do not saturate for positive inputs, unlike sigmoid (σ′ ≤ 1/4) and tanh",
-        "gradwatch.models.mlp(activation='relu')",
-    ),
-    Remedy(
-        "leaky_relu",
-        "architecture",
-        "Maas, Hannun & Ng 2013",
-        "a small negative slope keeps units that are off for the whole batch trainable",
-        "gradwatch.models.mlp(activation='leaky_relu')",
-    ),
-    Remedy(
-        "lstm",
-        "architecture",
-        "Hochreiter & Schmidhuber 1997 (LSTM); Cho et al. 2014 (GRU)",
-        "gated cells carry state along an additive path, so ∂h_t/∂h_{t−1} need not shrink",
-        "gradwatch.models.rnn(kind='lstm' | 'gru')",
-    ),
-    Remedy(
-        "dbn_pretraining",
-        "pretraining",
-        "Hinton, Osindero & Teh 2006",
-        "greedy layer-wise RBM pre-training starts backpropagation from features, not from noise",
-        "gradwatch.remedies.pretrain.pretrain_dbn + load_dbn_",
-    ),
-    Remedy(
-        "history_compressor",
-        "pretraining",
-        "Schmidhuber 1992, Neural Computation 4",
-        "a chunker sees only what the automatizer failed to predict: long lags become short ones",
-        "gradwatch.remedies.hierarchy.HistoryCompressor",
-    ),
-    Remedy(
-        "random_search",
-        "search",
-        "Hochreiter & Schmidhuber 1996/97 (weight guessing)",
-        "guesses weights at random; no gradient, so nothing to vanish — solves some long-lag tasks outright",
-        "gradwatch.remedies.search.random_search",
-    ),
-    Remedy(
-        "genetic_algorithm",
-        "search",
-        "the article, after Hochreiter's fundamental deep learning problem",
-        "evolves a population of weight vectors by selection, crossover and mutation, without gradients",
-        "gradwatch.remedies.search.genetic_algorithm",
-    ),
-    Remedy(
-        "rprop",
-        "optimizer",
-        "Riedmiller & Braun 1993; used by Behnke 2003",
-        "steps by the sign of the gradient, whose size does not vanish (full-batch training)",
-        "torch.optim.Rprop",
-    ),
-    Remedy(
-        "sign_sgd",
-        "optimizer",
-        "Bernstein, Wang, Azizzadenesheli & Anandkumar 2018",
-        "the mini-batch version of sign steps (optionally with momentum: Signum)",
-        "gradwatch.remedies.optim.SignSGD",
-    ),
-    Remedy(
-        "lr:lower",
-        "optimizer",
-        "Pascanu, Mikolov & Bengio 2013, §3",
-        "a smaller learning rate keeps updates from overshooting where the gradient is steep",
-        "the optimizer's lr",
-    ),
-    Remedy(
-        "amp:grad_scaler",
-        "optimizer",
-        "Micikevicius et al. 2018; torch.amp.GradScaler",
-        "with mixed precision, loss scaling skips the steps whose gradients overflow",
-        "torch.amp.GradScaler",
-    ),
-    Remedy(
-        "data:check",
-        "practice",
-        "—",
-        "a NaN/Inf first seen at the model's first module usually comes from the input batch itself",
-        "torch.isfinite(batch).all()",
-    ),
-    Remedy(
-        "gpu",
-        "hardware",
-        "the article, 'Faster hardware' (Schmidhuber 2015)",
-        "more compute makes plain backpropagation feasible for deeper nets; it does not remove the problem",
-        "model.to('cuda')",
-    ),
-)
+# ---- how to apply: per-step remedies -------------------------------------------------
+
+
+def _clip_norm(p: Mapping[str, float]) -> StepRemedy:
+    max_norm = p["max_norm"]
+
+    def after_backward(params: Sequence[torch.Tensor], total_norm: torch.Tensor | None) -> None:
+        # torch.nn.utils.clip_grads_with_norm_ on the given norm, or torch's own measurement
+        clipping.clip_grad_norm_(params, max_norm, total_norm=total_norm)
+
+    return StepRemedy(after_backward=after_backward)
+
+
+def _clip_value(p: Mapping[str, float]) -> StepRemedy:
+    clip_value = p["clip_value"]
+
+    def after_backward(params: Sequence[torch.Tensor], total_norm: torch.Tensor | None) -> None:
+        clipping.clip_grad_value_(params, clip_value)
+
+    return StepRemedy(after_backward=after_backward)
+
+
+def _agc(p: Mapping[str, float]) -> StepRemedy:
+    lam = p["clipping"]
+
+    def after_backward(params: Sequence[torch.Tensor], total_norm: torch.Tensor | None) -> None:
+        clipping.adaptive_clip_grad_(params, lam)
+
+    return StepRemedy(after_backward=after_backward)
+
+
+def _autoclip(p: Mapping[str, float]) -> StepRemedy:
+    auto = clipping.AutoClip(percentile=p["percentile"])  # its norm history is this run's state
+
+    def after_backward(params: Sequence[torch.Tensor], total_norm: torch.Tensor | None) -> None:
+        auto(params)
+
+    return StepRemedy(after_backward=after_backward)
+
+
+def _pascanu(p: Mapping[str, float]) -> StepRemedy:
+    alpha = p["alpha"]
+
+    def penalty(loss: torch.Tensor, model: nn.Module) -> torch.Tensor:
+        hidden_states: list[torch.Tensor] = model.hidden_states  # type: ignore[assignment]
+        return alpha * pascanu_penalty(loss, hidden_states)
+
+    return StepRemedy(penalty=penalty)
+
+
+_MLP_ONLY = {"models": ("mlp",), "needs": "it is a knob of gradwatch.models.mlp"}
+_NOT_FUSED = {"models": ("mlp", "rnn"), "needs": "LSTM/GRU cells have fixed activations"}
+
+# name → the Remedy fields that say how to apply it; every catalog name must be here
+_HOW: dict[str, dict[str, Any]] = {
+    # per step, in the catalog's order
+    "clip_grad_norm": {"make": _clip_norm, "params": {"max_norm": Param(1.0)}},
+    "clip_grad_value": {"make": _clip_value, "params": {"clip_value": Param(1.0)}},
+    "agc": {"make": _agc, "params": {"clipping": Param(0.01)}},
+    "autoclip": {"make": _autoclip, "params": {"percentile": Param(10.0, 0.0, 100.0)}},
+    "pascanu_regularizer": {
+        "make": _pascanu,
+        "params": {"alpha": Param(2.0, low_open=False)},
+        "models": ("rnn",),
+        "needs": "it reads the hidden states of model='rnn' (fused LSTM/GRU hide them)",
+    },
+    # spec fields
+    "batchnorm": {"knobs": {"norm": "batch"}, **_MLP_ONLY},
+    "layernorm": {"knobs": {"norm": "layer"}, **_MLP_ONLY},
+    "residual": {"knobs": {"residual": True}, **_MLP_ONLY},
+    "relu": {"knobs": {"activation": "relu"}, **_NOT_FUSED},
+    "leaky_relu": {"knobs": {"activation": "leaky_relu"}, **_NOT_FUSED},
+    "lstm": {"knobs": {"model": "lstm"}},
+    "rprop": {"knobs": {"optimizer": "rprop"}},
+    "sign_sgd": {"knobs": {"optimizer": "sign_sgd"}},
+    **{f"init:{name}": {"knobs": {"init": name}} for name in INITS},
+    "init:forget_bias": {
+        "knobs": {"init": "forget_bias"},
+        "models": ("lstm",),
+        "needs": "the forget gate is an LSTM's",
+    },
+    # not by the runner
+    "spectral_radius<1": {
+        "not_in_runner": "the runner's models have no spectral-radius knob; "
+        "build W_rec with gradwatch.theory.rnn.recurrent_matrix"
+    },
+    "dbn_pretraining": {
+        "not_in_runner": "it pre-trains weights before training; "
+        "call gradwatch.remedies.pretrain.pretrain_dbn and load_dbn_ on your model"
+    },
+    "history_compressor": {
+        "not_in_runner": "it is another model and training procedure; use gradwatch.remedies.hierarchy.HistoryCompressor"
+    },
+    "random_search": {"not_in_runner": "it replaces gradient training; call gradwatch.remedies.search.random_search"},
+    "genetic_algorithm": {
+        "not_in_runner": "it replaces gradient training; call gradwatch.remedies.search.genetic_algorithm"
+    },
+    "lr:lower": {"not_in_runner": "it is a choice of learning rate; pass a smaller lr (--lr)"},
+    "amp:grad_scaler": {
+        "not_in_runner": "the runner trains in float32; use torch.amp.GradScaler in a mixed-precision loop"
+    },
+    "data:check": {"not_in_runner": "it is a check of your data, not a change to training"},
+    "gpu": {"not_in_runner": "it changes speed, not gradients; pass device='cuda' (--device cuda)"},
+}
+
+_REMEDIES: dict[str, Remedy] = {
+    info.name: replace(Remedy(info.name, info.kind, info.source, info.why, info.api, info.advice), **_HOW[info.name])
+    for info in CATALOG  # a KeyError here: a catalog remedy that nobody said how to apply
+}
+
+STEP_REMEDIES: tuple[str, ...] = tuple(n for n, r in _REMEDIES.items() if r.make is not None)
+"""The per-step remedies, in the order the runner applies them (norm clipping first)."""
 
 
 def available(kind: str | None = None) -> list[Remedy]:
@@ -247,7 +244,7 @@ def available(kind: str | None = None) -> list[Remedy]:
     """
     if kind is not None:
         _checks.choice(kind, "kind", "available", KINDS)
-    return sorted((r for r in _REMEDIES if kind is None or r.kind == kind), key=lambda r: r.name)
+    return sorted((r for r in _REMEDIES.values() if kind is None or r.kind == kind), key=lambda r: r.name)
 
 
 def get(name: str) -> Remedy:
@@ -256,6 +253,144 @@ def get(name: str) -> Remedy:
     Raises:
         ConfigError: an unknown name (the message lists the valid ones).
     """
-    by_name = {r.name: r for r in _REMEDIES}
-    _checks.choice(name, "name", "remedies.get", tuple(by_name))
-    return by_name[name]
+    _checks.choice(name, "name", "remedies.get", tuple(_REMEDIES))
+    return _REMEDIES[name]
+
+
+def _runner_names() -> tuple[str, ...]:
+    return tuple(n for n, r in _REMEDIES.items() if r.applies_in_runner)
+
+
+def _check_params(r: Remedy, given: Mapping[str, object]) -> None:
+    unknown = sorted(set(given) - set(r.params))
+    if unknown:
+        takes = sorted(r.params) if r.params else "no parameters"
+        raise ConfigError(f"Remedy {r.name!r} takes {takes}; got unknown parameter(s) {unknown}.")
+    for key, value in given.items():
+        p = r.params[key]
+        _checks.interval(value, key, f"remedy {r.name!r}", p.low, p.high, low_open=p.low_open, high_open=p.high_open)
+
+
+def _check_model(r: Remedy, model: str | None) -> None:
+    if model is not None and r.models and model not in r.models:
+        shown = " or ".join(repr(m) for m in r.models)
+        raise ConfigError(f"Remedy {r.name!r} works with model={shown} only: {r.needs}. Got model={model!r}.")
+
+
+def validate(remedies: Mapping[str, Mapping[str, object]], owner: str = "Spec", model: str | None = None) -> None:
+    """Check ``{name: {param: value}}`` of per-step remedies: names, parameters, ranges, models.
+
+    Args:
+        remedies: per-step remedies by name, with (some of) their parameters.
+        owner: who is validating, for the message (e.g. "Spec").
+        model: the Spec's model, to check remedies that need a particular one.
+
+    Raises:
+        ConfigError: one sentence naming the bad name or value and listing the valid ones.
+    """
+    for name, given in remedies.items():
+        if name in _REMEDIES and name not in STEP_REMEDIES:
+            r = _REMEDIES[name]
+            listed = ", ".join(repr(n) for n in sorted(STEP_REMEDIES))
+            if r.knobs:
+                fields = ", ".join(f"{k}={v!r}" for k, v in r.knobs.items())
+                how = f"it is applied by setting {fields} (gradwatch run --remedy {name})"
+            else:
+                how = f"the runner cannot apply it: {r.not_in_runner}"
+            raise ConfigError(
+                f"Remedy {name!r} is not a per-step remedy: {how}. The 'remedies' of {owner} take {listed}."
+            )
+        _checks.choice(name, "remedies", owner, STEP_REMEDIES)
+        r = _REMEDIES[name]
+        if not isinstance(given, Mapping):
+            raise ConfigError(f"Remedy {name!r} of {owner} takes a mapping {{param: value}}. Got {given!r} instead.")
+        _check_params(r, given)
+        _check_model(r, model)
+
+
+def with_defaults(name: str, given: Mapping[str, float] | None = None) -> dict[str, float]:
+    """The parameters of per-step remedy ``name``: its defaults updated by ``given``."""
+    return {**get(name).defaults, **(given or {})}
+
+
+def _make(name: str, given: Mapping[str, float]) -> StepRemedy:
+    make = _REMEDIES[name].make
+    if make is None:
+        raise ConfigError(f"Remedy {name!r} is not a per-step remedy.")
+    return make(with_defaults(name, given))
+
+
+def build(remedies: Mapping[str, Mapping[str, float]]) -> StepRemedy:
+    """Chain the per-step remedies of ``{name: {param: value}}`` into one :class:`StepRemedy`.
+
+    The remedies act in :data:`STEP_REMEDIES` order, whatever the mapping's order. The
+    chained ``penalty`` sums the penalties; the chained ``after_backward`` passes
+    ``total_norm`` to the first clipping remedy only (after it the gradients changed, so
+    later ones measure again). Hooks are None when no remedy has one.
+
+    Raises:
+        ConfigError: see :func:`validate`.
+
+    Example:
+        >>> step = build({"clip_grad_norm": {"max_norm": 0.5}})
+        >>> step.penalty is None, step.after_backward is not None
+        (True, True)
+    """
+    validate(remedies, "registry.build")
+    steps = [_make(n, remedies[n]) for n in STEP_REMEDIES if n in remedies]
+    penalties = [s.penalty for s in steps if s.penalty is not None]
+    hooks = [s.after_backward for s in steps if s.after_backward is not None]
+
+    def penalty(loss: torch.Tensor, model: nn.Module) -> torch.Tensor:
+        total = penalties[0](loss, model)
+        for extra in penalties[1:]:
+            total = total + extra(loss, model)
+        return total
+
+    def after_backward(parameters: Sequence[torch.Tensor], total_norm: torch.Tensor | None = None) -> None:
+        for hook in hooks:
+            hook(parameters, total_norm)
+            total_norm = None
+
+    return StepRemedy(penalty if penalties else None, after_backward if hooks else None)
+
+
+def spec_fields(remedies: Mapping[str, Mapping[str, float]], model: str | None = None) -> dict[str, object]:
+    """The Spec fields that apply remedies given by name (what ``gradwatch run --remedy`` does).
+
+    Per-step remedies go to ``remedies``; architecture, init and optimizer remedies set
+    their fields (``batchnorm`` → ``norm="batch"``).
+
+    Args:
+        remedies: ``{name: {param: value}}``; only per-step remedies take parameters.
+        model: the Spec's model unless a remedy sets it, to check the remedies' models.
+
+    Raises:
+        ConfigError: an unknown name or one the runner cannot apply (listing those it can),
+            a bad parameter, two remedies setting one field differently, or a model that
+            a remedy does not work with.
+    """
+    fields: dict[str, object] = {}
+    for name in remedies:
+        if name in _REMEDIES and not _REMEDIES[name].applies_in_runner:
+            listed = ", ".join(repr(n) for n in sorted(_runner_names()))
+            raise ConfigError(
+                f"Remedy {name!r} cannot be applied by the runner: {_REMEDIES[name].not_in_runner}. "
+                f"The runner applies {listed}."
+            )
+        _checks.choice(name, "remedy", "gradwatch run", _runner_names())
+        for key, value in _REMEDIES[name].knobs.items():
+            if key in fields and fields[key] != value:
+                raise ConfigError(f"Remedies set {key}={fields[key]!r} and {key}={value!r}; choose one.")
+            fields[key] = value
+    model = str(fields.get("model", model)) if model is not None or "model" in fields else None
+    step = {n: p for n, p in remedies.items() if n in STEP_REMEDIES}
+    validate(step, "gradwatch run", model)
+    for name in remedies:
+        r = _REMEDIES[name]
+        if r.knobs:
+            _check_params(r, remedies[name])
+            _check_model(r, model)
+    if step:
+        fields["remedies"] = {n: dict(p) for n, p in step.items()}
+    return fields

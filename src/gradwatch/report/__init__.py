@@ -1,5 +1,5 @@
-"""Figures and reports: the theory lab's figures and summaries, HTML reports of run stores."""
+"""Figures and reports: the theory lab's figures and summaries, HTML pages (one Jinja2 base template: pages)."""
 
-from gradwatch.report import html, lab
+from gradwatch.report import html, lab, pages
 
-__all__ = ["html", "lab"]
+__all__ = ["html", "lab", "pages"]

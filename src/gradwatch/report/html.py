@@ -1,8 +1,7 @@
-"""Self-contained HTML reports of a run store: figures embedded, no network."""
+"""Self-contained HTML reports of a run store: figures embedded, no network (page: templates/run_store.html.j2)."""
 
 from __future__ import annotations
 
-import html
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -11,11 +10,12 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from gradwatch._output import png_data_uri
-from gradwatch.errors import ConfigError, OutputError
+from gradwatch._output import atomic_write_text
+from gradwatch.errors import ConfigError
 from gradwatch.experiments import Result, RunStore
 from gradwatch.monitor.history import read_jsonl
 from gradwatch.monitor.plot import plot_history
+from gradwatch.report.pages import StoreRow, run_store_page
 
 __all__ = ["group_results", "render_store", "write_report"]
 
@@ -88,8 +88,8 @@ def _profiles_figure(groups: dict[tuple[str, int], list[Result]]) -> Figure | No
     return fig
 
 
-def _flow_images(root: Path, groups: dict[tuple[str, int], list[Result]], limit: int = 12) -> list[tuple[str, str]]:
-    """The monitor's layer × step heat map for the first seed of each group (at most ``limit``)."""
+def _flow_images(root: Path, groups: dict[tuple[str, int], list[Result]], limit: int = 12) -> list[tuple[str, bytes]]:
+    """The monitor's layer × step heat map (PNG) for the first seed of each group (at most ``limit``)."""
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         for (label, length), runs in list(groups.items())[:limit]:
@@ -102,12 +102,7 @@ def _flow_images(root: Path, groups: dict[tuple[str, int], list[Result]], limit:
             except ConfigError:
                 continue
             png = plot_history(history, Path(tmp) / "flow.png").read_bytes()
-            out.append(
-                (
-                    f"{label}, T={length}, seed {first.spec.seed}",
-                    png_data_uri(png),
-                )
-            )
+            out.append((f"{label}, T={length}, seed {first.spec.seed}", png))
     return out
 
 
@@ -124,41 +119,32 @@ def render_store(root: str | Path) -> str:
     if not results:
         raise ConfigError(f"The run store {str(p)!r} holds no finished run (no */result.json).")
     groups = group_results(results)
-    rows = []
-    for (label, length), runs in groups.items():
-        errs = [r.final_error for r in runs]
-        verdicts = sorted({r.verdict.get("status", "?") for r in runs})
-        rows.append(
-            f"<tr><td>{html.escape(label)}</td><td>{length}</td><td>{len(runs)}</td>"
-            f"<td>{sum(r.success for r in runs)}/{len(runs)}</td>"
-            f"<td>{np.nanmean(errs):.3f}</td><td>{html.escape(', '.join(verdicts))}</td></tr>"
+    rows = [
+        StoreRow(
+            label=label,
+            length=length,
+            n_seeds=len(runs),
+            n_solved=sum(r.success for r in runs),
+            mean_error=float(np.nanmean([r.final_error for r in runs])),
+            verdicts=sorted({r.verdict.get("status", "?") for r in runs}),
         )
-    figures = [("Learning curves", _curves_figure(groups)), ("Success rate vs length", _success_figure(results))]
+        for (label, length), runs in groups.items()
+    ]
+    figures: list[tuple[str, Figure | bytes]] = [
+        ("Learning curves", _curves_figure(groups)),
+        ("Success rate vs length", _success_figure(results)),
+    ]
     prof = _profiles_figure(groups)
     if prof is not None:
         figures.append(("Gradient over time", prof))
-    imgs = "\n".join(
-        f'<h2>{html.escape(t)}</h2><img alt="{html.escape(t)}" src="{png_data_uri(f)}">' for t, f in figures
+    return run_store_page(
+        root=str(p),
+        n_runs=len(results),
+        seconds=sum(r.wall_time for r in results),
+        rows=rows,
+        figures=figures,
+        flows=_flow_images(p, groups),
     )
-    flows = _flow_images(p, groups)
-    if flows:
-        imgs += "\n<h2>Gradient flow (the monitor's record of the first seed of each group)</h2>\n" + "\n".join(
-            f'<h3>{html.escape(title)}</h3><img alt="{html.escape(title)}" src="{src}">' for title, src in flows
-        )
-    total = sum(r.wall_time for r in results)
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>gradwatch report</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px}}img{{max-width:100%}}</style>
-</head><body>
-<h1>gradwatch report</h1>
-<p>{len(results)} runs from <code>{html.escape(str(p))}</code>, {total:.0f} s of training in all.</p>
-<table><tr><th>model / activation / remedies</th><th>T</th><th>seeds</th><th>solved</th><th>mean final error</th><th>monitor verdicts</th></tr>
-{"".join(rows)}
-</table>
-{imgs}
-</body></html>
-"""
 
 
 def write_report(root: str | Path, out: str | Path | None = None) -> Path:
@@ -168,9 +154,4 @@ def write_report(root: str | Path, out: str | Path | None = None) -> Path:
         ConfigError: not a run store; OutputError: the page cannot be written.
     """
     page = render_store(root)
-    target = Path(out) if out is not None else Path(root) / "index.html"
-    try:
-        target.write_text(page, encoding="utf-8")
-    except OSError as exc:
-        raise OutputError(f"Cannot write the report {str(target)!r}: {exc.strerror or exc}.") from None
-    return target
+    return atomic_write_text(Path(out) if out is not None else Path(root) / "index.html", page)

@@ -26,8 +26,18 @@ from torch import nn
 
 from gradwatch import _checks
 from gradwatch.errors import ConfigError
+from gradwatch.tasks.guessing import latch_sequences, parity_sequences
 
-__all__ = ["TASKS", "Task", "digits_split", "get_task", "rare_events"]
+__all__ = [
+    "FLAT_TASKS",
+    "TASKS",
+    "Task",
+    "digits_split",
+    "get_task",
+    "latch_sequences",
+    "parity_sequences",
+    "rare_events",
+]
 
 Generator = torch.Generator
 
@@ -47,6 +57,8 @@ class Task:
         success_error: solved when the error rate is below this.
         min_length: the shortest T that the definition allows.
         generate: (T, batch_size, generator) → (inputs (B, T', n_inputs), targets).
+        held_out_fn: a fixed held-out set () → (inputs, targets), scored instead of a
+            generated batch (see :meth:`eval_batch`); None for generated tasks.
     """
 
     name: str
@@ -58,6 +70,7 @@ class Task:
     success_error: float
     min_length: int
     generate_fn: Callable[[int, int, Generator], tuple[torch.Tensor, torch.Tensor]]
+    held_out_fn: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = None
 
     def generate(
         self,
@@ -67,7 +80,7 @@ class Task:
         *,
         seed: int = 0,
         jitter: bool = True,
-    ):
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw a batch: ``(inputs, targets)``; inputs (B, T', n_inputs), batch first.
 
         ``jitter=False`` turns off the authors' ±10 % length variation of the adding and
@@ -82,6 +95,18 @@ class Task:
         if self.name in ("adding", "multiplication"):
             return self.generate_fn(T, B, gen, jitter)  # type: ignore[call-arg]
         return self.generate_fn(T, B, gen)
+
+    def eval_batch(
+        self, length: int, batch_size: int, *, seed: int, jitter: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch a run is scored on: the task's fixed held-out set if it has one, else a batch drawn with ``seed``.
+
+        A held-out set is returned whole (``batch_size`` is then ignored), so that the
+        error is measured on data the training batches never contain.
+        """
+        if self.held_out_fn is not None:
+            return self.held_out_fn()
+        return self.generate(length, batch_size, seed=seed, jitter=jitter)
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Training loss: mean squared error (regression) or cross-entropy (classification)."""
@@ -162,7 +187,9 @@ def _permutation(length: int, B: int, gen: Generator) -> tuple[torch.Tensor, tor
     return _one_hot(vals, 100), first
 
 
-def _memorization(length: int, B: int, gen: Generator, n_values: int = 5, n_pos: int = 10):
+def _memorization(
+    length: int, B: int, gen: Generator, n_values: int = 5, n_pos: int = 10
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Noiseless memorization: show n_pos symbols, wait ``length`` steps, then recall them all.
 
     Inputs: n_values symbols + a "blank" channel + a "go" channel; targets: per step, the
@@ -180,7 +207,7 @@ def _memorization(length: int, B: int, gen: Generator, n_values: int = 5, n_pos:
     return x, y
 
 
-def _latching(length: int, B: int, gen: Generator, L: int = 3, noise: float = 0.2):
+def _latching(length: int, B: int, gen: Generator, L: int = 3, noise: float = 0.2) -> tuple[torch.Tensor, torch.Tensor]:
     """Bengio, Simard & Frasconi 1994, §III "two-sequence problem": the class is set by the first L
     inputs (one of two fixed random prototypes), the remaining T − L inputs are Gaussian noise."""
     proto_gen = torch.Generator().manual_seed(1994)
@@ -211,7 +238,9 @@ def digits_split(n_train: int = 1400) -> tuple[torch.Tensor, torch.Tensor, torch
     return X[:n_train], y[:n_train], X[n_train:], y[n_train:]
 
 
-def _sequential_digits(length: int, B: int, gen: Generator, permuted: bool = False):
+def _sequential_digits(
+    length: int, B: int, gen: Generator, permuted: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """scikit-learn's 8×8 digits read one pixel per step (64 steps), optionally permuted."""
     X, y = _digits()
     idx = torch.randint(0, X.shape[0], (B,), generator=gen)
@@ -222,11 +251,23 @@ def _sequential_digits(length: int, B: int, gen: Generator, permuted: bool = Fal
     return seq.unsqueeze(-1), y[idx]
 
 
-def _digits_flat(length: int, B: int, gen: Generator):
+def _digits_flat(length: int, B: int, gen: Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """scikit-learn's digits as flat 64-pixel vectors (for deep MLPs), as a length-1 sequence."""
     X, y = _digits()
     idx = torch.randint(0, X.shape[0], (B,), generator=gen)
     return X[idx].unsqueeze(1), y[idx]
+
+
+def _digits_train_flat(length: int, B: int, gen: Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training part of :func:`digits_split` as flat 64-pixel vectors (a length-1 sequence)."""
+    X, y, _, _ = digits_split()
+    idx = torch.randint(0, X.shape[0], (B,), generator=gen)
+    return X[idx].unsqueeze(1), y[idx]
+
+
+def _digits_held_out_flat() -> tuple[torch.Tensor, torch.Tensor]:
+    _, _, X, y = digits_split()
+    return X.unsqueeze(1), y
 
 
 _MNIST1D: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -245,7 +286,7 @@ def _mnist1d_data() -> tuple[torch.Tensor, torch.Tensor]:
     return _MNIST1D
 
 
-def _mnist1d(length: int, B: int, gen: Generator):
+def _mnist1d(length: int, B: int, gen: Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Greydanus 2020's MNIST-1D (40-point 1-D digits), read one point per step."""
     X, y = _mnist1d_data()
     idx = torch.randint(0, X.shape[0], (B,), generator=gen)
@@ -352,7 +393,21 @@ TASKS: dict[str, Task] = {
         1,
         _digits_flat,
     ),
+    "digits_heldout": Task(
+        "digits_heldout",
+        "scikit-learn's digits (flat 64 pixels): trained on the first 1,400 images, scored on the other 397",
+        "classification",
+        64,
+        10,
+        float("nan"),
+        0.05,
+        1,
+        _digits_train_flat,
+        _digits_held_out_flat,
+    ),
 }
+# tasks whose inputs are flat vectors (one step), for model="mlp"
+FLAT_TASKS = ("digits_heldout", "digits_mlp")
 
 
 def get_task(name: str) -> Task:

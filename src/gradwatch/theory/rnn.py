@@ -53,7 +53,7 @@ __all__ = [
 
 
 def _sigmoid_prime(x: np.ndarray) -> np.ndarray:
-    s = expit(x)
+    s: np.ndarray = expit(x)
     return s * (1.0 - s)
 
 
@@ -74,8 +74,9 @@ def recurrent_matrix(n_hidden: int, spectral_radius: float, *, seed: int = 0) ->
     n = _checks.positive_int(n_hidden, "n_hidden", "recurrent_matrix")
     gamma = _checks.interval(spectral_radius, "spectral_radius", "recurrent_matrix", 0, low_open=True)
     rng = np.random.default_rng(seed)
-    w = rng.standard_normal((n, n)) / np.sqrt(n)
-    return w * (gamma / np.max(np.abs(np.linalg.eigvals(w))))
+    w: np.ndarray = rng.standard_normal((n, n)) / np.sqrt(n)
+    radius = float(np.max(np.abs(np.linalg.eigvals(w))))
+    return w * (gamma / radius)
 
 
 @dataclass(frozen=True)
@@ -347,7 +348,7 @@ def unrolled_gradient_terms(
     terms: list[list[torch.Tensor]] = []
     for t in range(len(inputs), 0, -1):
         u_t = inputs[t - 1]
-        _, vjp_fn = torch.func.vjp(lambda x, p, u_t=u_t: step(x, u_t, p), xs[t - 1], params)
+        vjp_fn = torch.func.vjp(lambda x, p, u_t=u_t: step(x, u_t, p), xs[t - 1], params)[1]
         g_x, g_params = vjp_fn(g)
         terms.append(list(g_params))
         g = g_x

@@ -7,6 +7,10 @@ standard QR method (Benettin et al. 1980; see also Vogt et al. 2022, "On Lyapuno
 exponents for RNNs"): Q_0 = I, J_t Q_{t−1} = Q_t R_t, λ_i = (1/T) Σ_t ln |R_t[i, i]|.
 λ_1 < 0 means gradients vanish geometrically along this trajectory; λ_1 > 0, they explode.
 For a linear cell h ↦ W h the exponents are ln |eig(W)| exactly (in the limit T → ∞).
+:func:`max_lyapunov` computes λ_1 alone with one tangent vector (the same method with a
+single column: v_t = J_t v_{t−1} / ‖J_t v_{t−1}‖, λ_1 = (1/T) Σ_t ln ‖J_t v_{t−1}‖) through
+Jacobian-vector products, O(n²) per step instead of a full Jacobian and QR — what large
+random networks need.
 
 Cells: ``nn.RNNCell``, ``nn.GRUCell``, ``nn.LSTMCell`` (whose state is (h, c), handled as
 one vector of size 2H) or any callable h ↦ h′. Everything runs on a float64 copy of the
@@ -16,6 +20,7 @@ cell; the caller's module is never modified.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,7 +31,7 @@ from torch import nn
 from gradwatch import _checks
 from gradwatch.errors import ConfigError
 
-__all__ = ["CELL_KINDS", "Spectrum", "lyapunov_spectrum", "random_cell"]
+__all__ = ["CELL_KINDS", "Spectrum", "lyapunov_spectrum", "max_lyapunov", "random_cell"]
 
 _OWNER = "spectrum"
 CELL_KINDS = ("gru", "lstm", "rnn")
@@ -70,7 +75,11 @@ def random_cell(kind: str, hidden_size: int, input_size: int = 8, *, seed: int =
     kind = _checks.choice(kind, "cell", _OWNER, CELL_KINDS)
     h = _checks.positive_int(hidden_size, "hidden_size", _OWNER)
     m = _checks.positive_int(input_size, "input_size", _OWNER)
-    classes = {"rnn": nn.RNNCell, "gru": nn.GRUCell, "lstm": nn.LSTMCell}
+    classes: dict[str, type[nn.RNNCell | nn.GRUCell | nn.LSTMCell]] = {
+        "rnn": nn.RNNCell,
+        "gru": nn.GRUCell,
+        "lstm": nn.LSTMCell,
+    }
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return classes[kind](m, h)
@@ -90,12 +99,13 @@ def _state_map(
 
         return lstm_step, 2 * H, c64.input_size
     if isinstance(cell, (nn.RNNCell, nn.GRUCell)):
-        c64 = copy.deepcopy(cell).double().requires_grad_(False)
+        cell64 = copy.deepcopy(cell).double().requires_grad_(False)
 
         def step(s: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor:
-            return c64(u, s)
+            h: torch.Tensor = cell64(u, s)
+            return h
 
-        return step, c64.hidden_size, c64.input_size
+        return step, cell64.hidden_size, cell64.input_size
     if callable(cell):
         if state_size is None:
             raise ConfigError("A callable cell h -> h' needs its state size: pass state_size= or h0=.")
@@ -108,6 +118,49 @@ def _state_map(
         f"The 'cell' parameter of {_OWNER} must be an nn.RNNCell, nn.GRUCell, nn.LSTMCell or a "
         f"callable h -> h'. Got {type(cell).__name__} instead."
     )
+
+
+def _prepare(
+    cell: Cell,
+    steps: int,
+    inputs: torch.Tensor | None,
+    h0: torch.Tensor | None,
+    state_size: int | None,
+    burn_in: int,
+) -> tuple[
+    int,
+    int,
+    Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor],
+    int,
+    torch.Tensor,
+    Callable[[int], torch.Tensor | None],
+]:
+    """Validate the arguments, run the burn-in; return (T, burn_in, step map, n, state after burn-in, u_t)."""
+    T = _checks.positive_int(steps, "steps", _OWNER)
+    burn = _checks.positive_int(burn_in, "burn_in", _OWNER, minimum=0)
+    if h0 is not None and state_size is None:
+        state_size = int(h0.numel())
+    fn, n, m = _state_map(cell, state_size)
+    s = torch.zeros(n, dtype=torch.float64) if h0 is None else h0.detach().to(torch.float64).reshape(-1)
+    if s.numel() != n:
+        raise ConfigError(f"h0 must have {n} entries for this cell. Got {s.numel()}.")
+    u_all: torch.Tensor | None = None
+    if m and inputs is None:
+        u_all = torch.zeros(burn + T, m, dtype=torch.float64)
+    elif m and inputs is not None:
+        u_all = inputs.detach().to(torch.float64)
+        if u_all.shape != (burn + T, m):
+            raise ConfigError(
+                f"inputs must have shape ({burn + T}, {m}) = (burn_in + steps, input_size). Got {tuple(u_all.shape)}."
+            )
+
+    def u_at(t: int) -> torch.Tensor | None:
+        return None if u_all is None else u_all[t]
+
+    with torch.no_grad():
+        for t in range(burn):
+            s = fn(s, u_at(t))
+    return T, burn, fn, n, s, u_at
 
 
 def lyapunov_spectrum(
@@ -136,31 +189,7 @@ def lyapunov_spectrum(
     Raises:
         ConfigError: a bad cell, size or shape.
     """
-    T = _checks.positive_int(steps, "steps", _OWNER)
-    burn = _checks.positive_int(burn_in, "burn_in", _OWNER, minimum=0)
-    if h0 is not None and state_size is None:
-        state_size = int(h0.numel())
-    fn, n, m = _state_map(cell, state_size)
-    s = torch.zeros(n, dtype=torch.float64) if h0 is None else h0.detach().to(torch.float64).reshape(-1)
-    if s.numel() != n:
-        raise ConfigError(f"h0 must have {n} entries for this cell. Got {s.numel()}.")
-    if m and inputs is None:
-        u_all = torch.zeros(burn + T, m, dtype=torch.float64)
-    elif m:
-        u_all = inputs.detach().to(torch.float64)
-        if u_all.shape != (burn + T, m):
-            raise ConfigError(
-                f"inputs must have shape ({burn + T}, {m}) = (burn_in + steps, input_size). Got {tuple(u_all.shape)}."
-            )
-    else:
-        u_all = None
-
-    def u_at(t: int) -> torch.Tensor | None:
-        return None if u_all is None else u_all[t]
-
-    with torch.no_grad():
-        for t in range(burn):
-            s = fn(s, u_at(t))
+    T, burn, fn, n, s, u_at = _prepare(cell, steps, inputs, h0, state_size, burn_in)
     q = torch.eye(n, dtype=torch.float64)
     product = torch.eye(n, dtype=torch.float64)
     log_r = torch.zeros(n, dtype=torch.float64)
@@ -182,3 +211,56 @@ def lyapunov_spectrum(
         steps=T,
         state_size=n,
     )
+
+
+def max_lyapunov(
+    cell: Cell,
+    *,
+    steps: int = 200,
+    inputs: torch.Tensor | None = None,
+    h0: torch.Tensor | None = None,
+    v0: torch.Tensor | None = None,
+    state_size: int | None = None,
+    burn_in: int = 0,
+) -> float:
+    """Compute the largest Lyapunov exponent λ_1 (nats per step) with one tangent vector.
+
+    Benettin et al. 1980 with a single direction: v_t = J_t v_{t−1}, renormalized every
+    step, λ_1 = (1/T) Σ_t ln ‖J_t v_{t−1}‖; J_t v is a Jacobian-vector product
+    (``torch.func.jvp``), so a step costs about one evaluation of the cell. For a flow
+    dh/dt = F(h) integrated by Euler steps of size dt, λ_1 / dt is the exponent per unit time.
+
+    Args:
+        cell, steps, inputs, h0, state_size, burn_in: as in :func:`lyapunov_spectrum`.
+        v0: the initial tangent direction, shape (n,); the first basis vector when None
+            (a random direction avoids starting orthogonal to the leading one).
+
+    Returns:
+        λ_1 along this trajectory, nats per step.
+
+    Raises:
+        ConfigError: a bad cell, size or shape, or a zero ``v0``.
+
+    Example:
+        >>> a = torch.diag(torch.tensor([-0.9, 0.5, 0.2], dtype=torch.float64))
+        >>> round(max_lyapunov(lambda h: a @ h, steps=50, state_size=3), 6)  # ln 0.9
+        -0.105361
+    """
+    T, burn, fn, n, s, u_at = _prepare(cell, steps, inputs, h0, state_size, burn_in)
+    v = torch.zeros(n, dtype=torch.float64) if v0 is None else v0.detach().to(torch.float64).reshape(-1)
+    if v0 is None:
+        v[0] = 1.0
+    if v.numel() != n:
+        raise ConfigError(f"v0 must have {n} entries for this cell. Got {v.numel()}.")
+    norm0 = float(v.norm())
+    if not norm0 > 0:
+        raise ConfigError("v0 must be a non-zero direction.")
+    v = v / norm0
+    total = 0.0
+    for t in range(burn, burn + T):
+        u = u_at(t)
+        s, v = torch.func.jvp(lambda x, u=u: fn(x, u), (s,), (v,))[:2]  # typed as a 2- or 3-tuple (has_aux)
+        grow = float(v.norm())  # one sync per step: the log of each growth factor is summed on the host
+        total += math.log(grow)
+        v = v / grow
+    return total / T

@@ -1,10 +1,14 @@
-"""`gradwatch reproduce`: the claims implemented so far, results.json, the page, bad input."""
+"""`gradwatch reproduce`: every claim holds and is reported; results.json, the page, the run store, bad input."""
 
 import json
 
-from gradwatch.report.claims import CLAIMS
+import pytest
+import torch
+
+from gradwatch.reproduce import CLAIMS, Claim, Criterion, Outcome, reproduce
 
 
+@pytest.mark.slow
 def test_every_implemented_claim_holds_and_is_reported(cli, tmp_path):
     out = tmp_path / "rep"
     r = cli("reproduce", "--quick", "--out", str(out), "--json")
@@ -12,10 +16,9 @@ def test_every_implemented_claim_holds_and_is_reported(cli, tmp_path):
     doc = json.loads((out / "results.json").read_text())
     assert doc == r.json()
     assert [c["id"] for c in doc["claims"]] == list(CLAIMS)
-    import torch
-
     for c in doc["claims"]:
-        assert set(c) >= {"id", "source", "claim", "published", "measured", "pass", "seconds"}
+        assert set(c) >= {"id", "source", "claim", "published", "criterion", "measured", "pass", "seconds"}
+        assert c["criterion"] == CLAIMS[c["id"]].criterion.sentence
         if c["id"] == "faster-hardware" and not torch.cuda.is_available():
             assert c["skipped"] and c["pass"] is None  # reported as skipped, not failed
         else:
@@ -26,19 +29,18 @@ def test_every_implemented_claim_holds_and_is_reported(cli, tmp_path):
     assert page.count('src="data:image/png;base64,') == sum(1 for c in doc["claims"] if c["id"] not in without_figure)
     assert "http://" not in page and "https://" not in page
     # claims trained through the experiments runner leave their runs in the run store
-    for claim_id, n_runs in (("hs97-adding", 9), ("hs97-temporal-order", 3), ("irnn", 3)):
+    for claim_id, n_runs in (("hs97-adding", 9), ("hs97-temporal-order", 3), ("irnn", 3), ("relu-family", 4)):
         runs = sorted((out / "runs" / claim_id).glob("*/result.json"))
         assert len(runs) == n_runs, (claim_id, runs)
+    assert len(list((out / "runs" / "dbn-pretraining" / "pretrained").glob("*/result.json"))) == 3
     assert (next((out / "runs" / "hs97-temporal-order").glob("*/monitor.jsonl"))).stat().st_size > 0
 
 
 def test_only_and_a_failing_claim_exits_1(cli, tmp_path, monkeypatch):
-    from gradwatch.report import claims
-
-    def broken(tier):
+    def broken(ctx):
         raise RuntimeError("boom")
 
-    monkeypatch.setitem(claims.CLAIMS, "loss-wall", claims.Claim("loss-wall", "s", "c", "p", "k", broken))
+    monkeypatch.setitem(CLAIMS, "loss-wall", Claim("loss-wall", "s", "c", "p", Criterion("k"), broken))
     r = cli("reproduce", "--only", "doya-bistability", "--only", "loss-wall", "--out", str(tmp_path / "o"), "--json")
     assert r.code == 1
     doc = r.json()
@@ -53,22 +55,15 @@ def test_bad_input_fails_before_any_experiment(cli, tmp_path):
     assert r.code == 2 and "Cannot create the output folder" in r.err
 
 
-def test_full_tier_code_paths_run_at_toy_size(monkeypatch, tmp_path):
-    """--full is for a GPU or a long afternoon; its code paths are exercised here at toy sizes."""
-    from gradwatch.report import claims_remedies as cr
-    from gradwatch.report._claim import use_run_store
+def test_a_registry_can_be_passed_and_its_criterion_sentence_is_reported(tmp_path):
+    crit = Criterion("x above {low}", {"low": 2})
 
-    monkeypatch.setitem(cr._ADDING, "full", {"length": 12, "seeds": (0, 1), "lstm_steps": 20, "rnn_steps": 20})
-    monkeypatch.setitem(cr._ORDER, "full", {"length": 12, "seeds": (0,), "steps": 20})
-    monkeypatch.setitem(cr._PASCANU, "full", {"lengths": (10,), "seeds": (0,), "steps": 20})
-    monkeypatch.setattr(cr, "_PIXELS", {"steps": 20, "seeds": (0, 1)})
-    monkeypatch.setattr(cr, "_CACHE", {})
-    with use_run_store(tmp_path):
-        outcomes = [f("full") for f in (cr.hs97_adding, cr.hs97_temporal_order, cr.pascanu_clipping, cr.irnn)]
-    for o in outcomes:
-        assert o.measured and o.figure is not None and isinstance(o.passed, bool)
-    assert "pixel-by-pixel digits" in outcomes[-1].measured
-    assert len(list((tmp_path / "irnn").glob("*/result.json"))) == 2 + 2 * 2  # adding IRNN + pixels (IRNN, tanh)
+    def exp(ctx):
+        return Outcome(measured=f"x = 3 (criterion {ctx.criterion.sentence})", passed=ctx.criterion["low"] < 3)
+
+    doc = reproduce("quick", out=tmp_path / "o", claims={"toy": Claim("toy", "s", "c", "p", crit, exp)})
+    assert doc["passed"] == 1 and doc["claims"][0]["criterion"] == "x above 2"
+    assert "x above 2" in (tmp_path / "o" / "index.html").read_text()
 
 
 def test_every_remedy_appears_in_a_claim():

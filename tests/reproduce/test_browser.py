@@ -14,9 +14,12 @@ import numpy as np
 import pytest
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="no chromium binary (.ci/run installs Debian's chromium package; apt was unavailable)"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        CHROMIUM is None, reason="no chromium binary (.ci/run installs Debian's chromium package; apt was unavailable)"
+    ),
+]
 
 # Injected into a copy of the page: records errors and, once loaded, whether every image decoded.
 _PROBE = """<script>
@@ -41,7 +44,7 @@ def _chromium(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    from gradwatch.report.reproduce import reproduce
+    from gradwatch.reproduce import reproduce
 
     out = tmp_path_factory.mktemp("rep")
     reproduce("quick", only=["doya-bistability", "loss-wall", "product-spectra", "guessing"], out=out)

@@ -1,0 +1,297 @@
+"""The monitor's columnar store: one growing numpy array per field (and per layer).
+
+A *row* is one recorded step. Collectors write whole columns at sync time (a few numpy
+assignments per sync, never a Python loop over rows); :class:`~gradwatch.monitor.history.History`
+reads them as read-only views; only :meth:`Store.records` (for the sinks, ``mon.records()``
+and ``mon.last_record()``) turns rows into JSON records, in the format documented in
+:mod:`gradwatch.monitor.history`. NaN stays NaN here: whether a value was measured at all is
+a separate boolean column (``has_*``), because the JSON record tells "not measured" (null)
+from "measured NaN" ("nan").
+
+Layers are kept in depth order (the order in which the model first ran them), fixed when
+the store is created.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from gradwatch._output import from_json_number, to_json_number
+from gradwatch.monitor.history import LAYER_FIELDS
+from gradwatch.monitor.nonfinite import NonFinite
+
+__all__ = ["LAYER_FIELDS", "SKIP_REASON", "Store"]
+
+SKIP_REASON = "GradScaler found inf/NaN in the gradients; the optimizer step was skipped"
+
+FloatArray = npt.NDArray[np.float64]
+Rows = npt.NDArray[np.int64] | npt.NDArray[np.bool_] | Sequence[int] | slice
+# step-level float columns, and the boolean columns that say a value was measured
+_FLOATS = ("global_grad_norm", "loss", "loss_scale", "clip_pre", "clip_post")
+_FLAGS = ("has_loss", "has_loss_scale", "has_clip", "has_param_norm", "has_update_ratio", "skipped")
+
+
+class _Activation:
+    """The rows at which one activation module was measured, and its two statistics."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.rows: list[int] = []
+        self.fraction: list[float] = []
+        self.std: list[float] = []
+
+
+class Store:
+    """Per-step statistics as growing arrays.
+
+    Args:
+        layers: layer names in depth order.
+        numels: monitored parameter count of each layer (same order).
+        grad_max: whether max |g| is measured (its JSON value is null otherwise).
+    """
+
+    def __init__(self, layers: Sequence[str], numels: Sequence[int], *, grad_max: bool = True) -> None:
+        self.layer_names = list(layers)
+        self.numels = [int(n) for n in numels]
+        self.grad_max = grad_max
+        self.n = 0
+        self.version = 0  # bumped by every write: History views are cached per version
+        self._cap = 64
+        L = len(self.layer_names)
+        self._steps = np.zeros(self._cap, dtype=np.int64)
+        self._floats = {f: np.full(self._cap, np.nan) for f in _FLOATS}
+        self._flags = {f: np.zeros(self._cap, dtype=bool) for f in _FLAGS}
+        self._layers = {f: np.full((L, self._cap), np.nan) for f in LAYER_FIELDS}
+        self.activations: dict[str, _Activation] = {}
+        self.time_profiles: list[tuple[int, FloatArray, FloatArray | None]] = []  # (row, input, hidden)
+        self.nonfinite: NonFinite | None = None
+
+    # ------------------------------------------------------------------ writing
+    def add_row(self, step: int) -> int:
+        """Append a row for ``step`` (steps increase), every value unmeasured; return its index."""
+        if self.n == self._cap:
+            self._grow()
+        self._steps[self.n] = step
+        self.n += 1
+        self.version += 1
+        return self.n - 1
+
+    def _grow(self) -> None:
+        cap = 2 * self._cap
+
+        def grown(a: np.ndarray, fill: Any) -> np.ndarray:
+            out = np.full((*a.shape[:-1], cap), fill, dtype=a.dtype)
+            out[..., : self._cap] = a
+            return out
+
+        self._steps = grown(self._steps, 0)
+        self._floats = {k: grown(v, np.nan) for k, v in self._floats.items()}
+        self._flags = {k: grown(v, False) for k, v in self._flags.items()}
+        self._layers = {k: grown(v, np.nan) for k, v in self._layers.items()}
+        self._cap = cap
+
+    def rows_of(self, steps: Iterable[int]) -> npt.NDArray[np.int64]:
+        """Row indices of recorded steps (every step must have a row)."""
+        return np.searchsorted(self._steps[: self.n], np.fromiter(steps, dtype=np.int64)).astype(np.int64)
+
+    def set(self, field: str, rows: Rows, values: npt.ArrayLike) -> None:
+        """Write a step-level column at ``rows``; marks the values measured (``has_<field>``)."""
+        if field == "skipped":
+            self._flags["skipped"][rows] = values
+        else:
+            self._floats[field][rows] = values
+        flag = "has_clip" if field.startswith("clip_") else f"has_{field}"
+        if flag in self._flags:
+            self._flags[flag][rows] = True
+        self.version += 1
+
+    def set_layers(self, field: str, rows: Rows, values: npt.ArrayLike) -> None:
+        """Write a per-layer column: ``values`` of shape (len(rows), n_layers), layers in depth order."""
+        self._layers[field][:, rows] = np.asarray(values).T
+        if f"has_{field}" in self._flags:
+            self._flags[f"has_{field}"][rows] = True
+        self.version += 1
+
+    def add_activation(self, name: str, kind: str, row: int, fraction: float, std: float) -> None:
+        """Append one measurement of an activation module."""
+        a = self.activations.setdefault(name, _Activation(kind))
+        a.rows.append(row)
+        a.fraction.append(fraction)
+        a.std.append(std)
+        self.version += 1
+
+    def add_time_profile(self, row: int, inputs: FloatArray, hidden: FloatArray | None) -> None:
+        """Append the time profile measured at ``row``."""
+        self.time_profiles.append((row, inputs, hidden))
+        self.version += 1
+
+    def set_nonfinite(self, nf: NonFinite) -> None:
+        """Note the first non-finite value (kept only the first time)."""
+        if self.nonfinite is None:
+            self.nonfinite = nf
+            self.version += 1
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def steps(self) -> npt.NDArray[np.int64]:
+        """Recorded steps, shape (n,)."""
+        return _frozen(self._steps[: self.n])
+
+    def column(self, field: str) -> np.ndarray:
+        """A step-level column (float, or bool for ``skipped``/``has_*``), shape (n,), read-only."""
+        src = self._flags if field in self._flags else self._floats
+        return _frozen(src[field][: self.n])
+
+    def layer_column(self, field: str) -> FloatArray:
+        """A per-layer column, shape (n_layers, n), read-only."""
+        return _frozen(self._layers[field][:, : self.n])
+
+    # ------------------------------------------------------------------ JSON
+    def records(self, start: int = 0, end: int | None = None) -> list[dict[str, Any]]:
+        """Rows ``start:end`` as JSON records (non-finite numbers as "nan"/"inf" strings)."""
+        end = self.n if end is None else end
+        if end <= start:
+            return []
+        rows = slice(start, end)
+        layer_vals = {
+            f: _json_rows(self._layers[f][:, rows].T) for f in LAYER_FIELDS if f != "grad_max" or self.grad_max
+        }
+        ggn = _json_list(self._floats["global_grad_norm"][rows])
+        loss = _json_list(self._floats["loss"][rows])
+        flags = {k: v[rows].tolist() for k, v in self._flags.items()}
+        scale = _json_list(self._floats["loss_scale"][rows])
+        pre, post = _json_list(self._floats["clip_pre"][rows]), _json_list(self._floats["clip_post"][rows])
+        first = bisect.bisect_left(self.time_profiles, start, key=lambda p: p[0])
+        profiles = {r: (i, h) for r, i, h in self.time_profiles[first:] if r < end}
+        acts: dict[int, dict[str, Any]] = {}
+        for name, a in self.activations.items():
+            for j in range(bisect.bisect_left(a.rows, start), bisect.bisect_left(a.rows, end)):
+                acts.setdefault(a.rows[j], {})[name] = {
+                    "kind": a.kind,
+                    "fraction": to_json_number(a.fraction[j]),
+                    "std": to_json_number(a.std[j]),
+                }
+        nf = self.nonfinite
+        no_max = [None] * len(self.layer_names)
+        out = []
+        for k, step in enumerate(self._steps[rows].tolist()):
+            r = start + k
+            pn = layer_vals["param_norm"][k] if flags["has_param_norm"][k] else no_max
+            ur = layer_vals["update_ratio"][k] if flags["has_update_ratio"][k] else no_max
+            gm = layer_vals["grad_max"][k] if self.grad_max else no_max
+            layers = {
+                n: {"grad_norm": g, "grad_max": m, "param_norm": p, "update_ratio": u, "numel": c}
+                for n, g, m, p, u, c in zip(
+                    self.layer_names, layer_vals["grad_norm"][k], gm, pn, ur, self.numels, strict=True
+                )
+            }
+            rec: dict[str, Any] = {
+                "step": step,
+                "global_grad_norm": ggn[k],
+                "loss": loss[k] if flags["has_loss"][k] else None,
+                "layers": layers,
+            }
+            if flags["has_loss_scale"][k]:
+                rec["loss_scale"] = scale[k]
+            if r in profiles:
+                inputs, hidden = profiles[r]
+                rec["time_profile"] = {
+                    "input": _json_list(inputs),
+                    "hidden": None if hidden is None else _json_list(hidden),
+                }
+            if r in acts:
+                rec["activations"] = acts[r]
+            if flags["has_clip"][k]:
+                rec["clip"] = {"pre": pre[k], "post": post[k]}
+            if flags["skipped"][k]:
+                rec["skipped"] = True
+                rec["skip_reason"] = SKIP_REASON
+            if nf is not None and nf.step == step:
+                rec["nonfinite"] = nf.to_json()
+            out.append(rec)
+        return out
+
+    @classmethod
+    def from_records(cls, records: Sequence[Mapping[str, Any]]) -> Store:
+        """Rebuild a store from JSON records (as the JSONL sink writes them)."""
+        names: dict[str, int] = {}
+        for r in records:
+            for name, stats in r.get("layers", {}).items():
+                names.setdefault(name, int(stats.get("numel", 0) or 0))
+        has_max = any(s.get("grad_max") is not None for r in records for s in r.get("layers", {}).values())
+        store = cls(list(names), list(names.values()), grad_max=has_max or not records)
+        index = {n: i for i, n in enumerate(names)}
+        S, L = len(records), len(names)
+        for r in records:
+            store.add_row(int(r["step"]))
+        rows = np.arange(S)
+        for f in ("global_grad_norm", "loss", "loss_scale"):
+            present = [i for i, r in enumerate(records) if r.get(f) is not None]
+            store.set(f, present, [from_json_number(records[i][f]) for i in present])
+        clipped = [i for i, r in enumerate(records) if r.get("clip")]
+        store.set("clip_pre", clipped, [from_json_number(records[i]["clip"].get("pre")) for i in clipped])
+        store.set("clip_post", clipped, [from_json_number(records[i]["clip"].get("post")) for i in clipped])
+        store.set("skipped", rows, [bool(r.get("skipped", False)) for r in records])
+        for f in LAYER_FIELDS:
+            m = np.full((S, L), np.nan)
+            measured = np.zeros(S, dtype=bool)
+            for i, r in enumerate(records):
+                for name, stats in r.get("layers", {}).items():
+                    v = stats.get(f)
+                    if v is not None:
+                        m[i, index[name]] = from_json_number(v)
+                        measured[i] = True
+            store.set_layers(f, rows, m)
+            if f"has_{f}" in store._flags:
+                store._flags[f"has_{f}"][: store.n] = measured
+        for i, r in enumerate(records):
+            for name, a in (r.get("activations") or {}).items():
+                store.add_activation(
+                    name, a.get("kind", "none"), i, from_json_number(a.get("fraction")), from_json_number(a.get("std"))
+                )
+            tp = r.get("time_profile")
+            if tp:
+                hid = tp.get("hidden")
+                store.add_time_profile(
+                    i,
+                    np.array([from_json_number(v) for v in tp["input"]]),
+                    None if hid is None else np.array([from_json_number(v) for v in hid]),
+                )
+            nf = r.get("nonfinite")
+            if nf and store.nonfinite is None:
+                store.set_nonfinite(
+                    NonFinite(
+                        step=int(nf["step"]),
+                        module=str(nf["module"]),
+                        tensor=str(nf["tensor"]),
+                        parameter=nf.get("parameter"),
+                        value=str(nf.get("value", "nan/inf")),
+                    )
+                )
+        return store
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    view: np.ndarray = a.view()
+    view.flags.writeable = False
+    return view
+
+
+def _json_list(a: np.ndarray) -> list[Any]:
+    """A float array as a JSON-ready list; the per-value conversion only where something is non-finite."""
+    values: list[Any] = a.tolist()
+    if np.isfinite(a).all():
+        return values
+    return [to_json_number(v) for v in values]
+
+
+def _json_rows(a: np.ndarray) -> list[list[Any]]:
+    rows: list[list[Any]] = a.tolist()
+    if np.isfinite(a).all():
+        return rows
+    return [[to_json_number(v) for v in row] for row in rows]
