@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from gradwatch.monitor import (
         History,
         Monitor,
+        MonitorConfig,
         NonFinite,
         Thresholds,
         TimeProfile,
@@ -60,6 +61,7 @@ _FROM_MONITOR = frozenset(
     {
         "History",
         "Monitor",
+        "MonitorConfig",
         "NonFinite",
         "Thresholds",
         "TimeProfile",
@@ -77,6 +79,7 @@ __all__ = [
     "GradwatchWarning",
     "History",
     "Monitor",
+    "MonitorConfig",
     "NonFinite",
     "NonFiniteError",
     "OutputError",

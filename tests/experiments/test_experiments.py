@@ -92,6 +92,20 @@ def test_every_runner_remedy_runs(remedies):
     assert len(result.error) == 2 and not result.diverged
 
 
+def test_runner_clips_with_the_norm_the_monitor_measured(monkeypatch):
+    """Clipping in run() scales by the monitor's reading: torch never measures the total norm again."""
+    calls = []
+    real = torch.nn.utils.get_total_norm
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "get_total_norm", counting)
+    result = run(Spec(**FAST, remedies={"clip_grad_norm": {"max_norm": 0.05}}))
+    assert len(result.error) == 2 and calls == []
+
+
 @pytest.mark.parametrize(
     "remedies",
     [

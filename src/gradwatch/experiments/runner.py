@@ -92,28 +92,18 @@ class Result:
 def build_model(spec: Spec) -> torch.nn.Module:
     """The model a spec describes, initialized from its seed."""
     task = get_task(spec.task)
+    common = {
+        "hidden": spec.hidden,
+        "in_dim": task.n_inputs,
+        "out_dim": task.n_outputs,
+        "layers": spec.layers,
+        "activation": spec.activation,
+        "init": spec.init,
+        "seed": spec.seed,
+    }
     if spec.model == "mlp":
-        return models.mlp(
-            layers=spec.layers,
-            hidden=spec.hidden,
-            in_dim=task.n_inputs,
-            out_dim=task.n_outputs,
-            activation=spec.activation,
-            norm=spec.norm,
-            residual=spec.residual,
-            init=spec.init,
-            seed=spec.seed,
-        )
-    return models.rnn(
-        kind=spec.model,
-        hidden=spec.hidden,
-        in_dim=task.n_inputs,
-        out_dim=task.n_outputs,
-        layers=spec.layers,
-        activation=spec.activation,
-        init=spec.init,
-        seed=spec.seed,
-    )
+        return models.mlp(**common, norm=spec.norm, residual=spec.residual)
+    return models.rnn(kind=spec.model, **common)
 
 
 def _optimizer(spec: Spec, params: Any) -> torch.optim.Optimizer:
@@ -186,7 +176,8 @@ def run(
             total.backward()
             mon.step(loss)  # before clipping: the gradient as backprop produced it
             if remedy.after_backward is not None:
-                remedy.after_backward(list(model.parameters()), None)  # None: clipping measures the norm itself
+                # the norm the monitor just measured: clipping scales by it instead of reading every gradient again
+                remedy.after_backward(list(model.parameters()), mon.grad_norm())
             opt.step()
             opt.zero_grad()
             if not math.isfinite(float(loss.detach())):

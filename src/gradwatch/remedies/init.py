@@ -83,6 +83,16 @@ def _require_weights(module: nn.Module, owner: str) -> None:
         raise ConfigError(f"{owner}: the module has no nn.Linear or nn.RNN/LSTM/GRU weight to initialize.")
 
 
+def _fill_weights(module: nn.Module, owner: str, fill: Callable[[nn.Module, str, torch.Tensor], object]) -> nn.Module:
+    """Check that ``module`` has weights, ``fill(m, name, w)`` each in place, zero the biases."""
+    _require_weights(module, owner)
+    with torch.no_grad():
+        for m, name, w in _weights(module):
+            fill(m, name, w)
+    _zero_biases(module)
+    return module
+
+
 def kumar_std(fan_in: int, activation: str = "sigmoid", convention: str = "paper") -> float:
     """Return Kumar's (2017) standard deviation for a weight with ``fan_in`` inputs.
 
@@ -126,11 +136,11 @@ def kumar_(
     """
     _require_weights(module, "kumar_")
     kumar_std(1, activation, convention)  # validate once, before touching anything
-    with torch.no_grad():
-        for _, _, w in _weights(module):
-            w.normal_(0.0, kumar_std(w.shape[1], activation, convention), generator=generator)
-    _zero_biases(module)
-    return module
+    return _fill_weights(
+        module,
+        "kumar_",
+        lambda m, n, w: w.normal_(0.0, kumar_std(w.shape[1], activation, convention), generator=generator),
+    )
 
 
 def yilmaz_poli_(module: nn.Module, std: float | None = None, *, generator: torch.Generator | None = None) -> nn.Module:
@@ -144,25 +154,19 @@ def yilmaz_poli_(module: nn.Module, std: float | None = None, *, generator: torc
     Returns:
         ``module``.
     """
-    _require_weights(module, "yilmaz_poli_")
     if std is not None:
         _checks.interval(std, "std", "yilmaz_poli_", 0)
-    with torch.no_grad():
-        for _, _, w in _weights(module):
-            n = w.shape[1]
-            sd = kumar_std(n, "sigmoid") if std is None else std
-            w.normal_(max(-1.0, -8.0 / n), sd, generator=generator)
-    _zero_biases(module)
-    return module
+
+    def fill(m: nn.Module, name: str, w: torch.Tensor) -> None:
+        n = w.shape[1]
+        w.normal_(max(-1.0, -8.0 / n), kumar_std(n, "sigmoid") if std is None else std, generator=generator)
+
+    return _fill_weights(module, "yilmaz_poli_", fill)
 
 
 def orthogonal_(module: nn.Module, gain: float = 1.0, *, generator: torch.Generator | None = None) -> nn.Module:
     """Orthogonal weights (``nn.init.orthogonal_``), biases zero, in place."""
-    _require_weights(module, "orthogonal_")
-    for _, _, w in _weights(module):
-        nn.init.orthogonal_(w, gain=gain, generator=generator)
-    _zero_biases(module)
-    return module
+    return _fill_weights(module, "orthogonal_", lambda m, n, w: nn.init.orthogonal_(w, gain=gain, generator=generator))
 
 
 def identity_recurrent_(
@@ -174,18 +178,15 @@ def identity_recurrent_(
     identity) and the ``w_rec`` Linear of gradwatch's own RNN cell; every other weight is
     treated as an input weight.
     """
-    _require_weights(module, "identity_recurrent_")
-    with torch.no_grad():
-        for m, name, w in _weights(module):
-            recurrent = name.startswith("weight_hh") or getattr(m, "_gradwatch_recurrent", False)
-            if recurrent:
-                h = w.shape[1]
-                blocks = w.shape[0] // h
-                w.copy_(torch.eye(h, dtype=w.dtype, device=w.device).repeat(blocks, 1) * scale)
-            else:
-                w.normal_(0.0, input_std, generator=generator)
-    _zero_biases(module)
-    return module
+
+    def fill(m: nn.Module, name: str, w: torch.Tensor) -> None:
+        if name.startswith("weight_hh") or getattr(m, "_gradwatch_recurrent", False):
+            h = w.shape[1]
+            w.copy_(torch.eye(h, dtype=w.dtype, device=w.device).repeat(w.shape[0] // h, 1) * scale)
+        else:
+            w.normal_(0.0, input_std, generator=generator)
+
+    return _fill_weights(module, "identity_recurrent_", fill)
 
 
 def forget_bias_(module: nn.Module, bias: float = 5.0, *, generator: torch.Generator | None = None) -> nn.Module:
@@ -216,11 +217,7 @@ def forget_bias_(module: nn.Module, bias: float = 5.0, *, generator: torch.Gener
 
 def glorot_(module: nn.Module, *, generator: torch.Generator | None = None) -> nn.Module:
     """Glorot/Xavier normal weights (``nn.init.xavier_normal_``), biases zero, in place."""
-    _require_weights(module, "glorot_")
-    for _, _, w in _weights(module):
-        nn.init.xavier_normal_(w, generator=generator)
-    _zero_biases(module)
-    return module
+    return _fill_weights(module, "glorot_", lambda m, n, w: nn.init.xavier_normal_(w, generator=generator))
 
 
 def glorot_standard_(module: nn.Module, *, generator: torch.Generator | None = None) -> nn.Module:
@@ -228,12 +225,13 @@ def glorot_standard_(module: nn.Module, *, generator: torch.Generator | None = N
 
     The heuristic they show to shrink back-propagated gradients layer by layer.
     """
-    _require_weights(module, "glorot_standard_")
-    for _, _, w in _weights(module):
-        a = 1.0 / math.sqrt(w.shape[1])
-        nn.init.uniform_(w, -a, a, generator=generator)
-    _zero_biases(module)
-    return module
+    return _fill_weights(
+        module,
+        "glorot_standard_",
+        lambda m, n, w: nn.init.uniform_(
+            w, -1.0 / math.sqrt(w.shape[1]), 1.0 / math.sqrt(w.shape[1]), generator=generator
+        ),
+    )
 
 
 def glorot_normalized_(module: nn.Module, *, generator: torch.Generator | None = None) -> nn.Module:
@@ -241,20 +239,14 @@ def glorot_normalized_(module: nn.Module, *, generator: torch.Generator | None =
 
     W ~ U[−√6/√(N_in + N_out), √6/√(N_in + N_out)].
     """
-    _require_weights(module, "glorot_normalized_")
-    for _, _, w in _weights(module):
-        nn.init.xavier_uniform_(w, generator=generator)
-    _zero_biases(module)
-    return module
+    return _fill_weights(module, "glorot_normalized_", lambda m, n, w: nn.init.xavier_uniform_(w, generator=generator))
 
 
 def he_(module: nn.Module, *, generator: torch.Generator | None = None) -> nn.Module:
     """He/Kaiming normal weights for ReLU (``nn.init.kaiming_normal_``, fan-in), biases zero, in place."""
-    _require_weights(module, "he_")
-    for _, _, w in _weights(module):
-        nn.init.kaiming_normal_(w, nonlinearity="relu", generator=generator)
-    _zero_biases(module)
-    return module
+    return _fill_weights(
+        module, "he_", lambda m, n, w: nn.init.kaiming_normal_(w, nonlinearity="relu", generator=generator)
+    )
 
 
 INITS: dict[str, Callable[..., nn.Module]] = {

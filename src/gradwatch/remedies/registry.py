@@ -27,14 +27,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
 from gradwatch import _checks
-from gradwatch._remedy_catalog import CATALOG, KINDS
+from gradwatch._remedy_catalog import CATALOG, KINDS, RemedyInfo
 from gradwatch.errors import ConfigError
 from gradwatch.remedies import clipping
 from gradwatch.remedies.init import INITS
@@ -85,8 +85,8 @@ class Param:
 
 
 @dataclass(frozen=True)
-class Remedy:
-    """One remedy: the catalog's data plus how to apply it.
+class Remedy(RemedyInfo):
+    """One remedy: the catalog's data (:class:`~gradwatch._remedy_catalog.RemedyInfo`) plus how to apply it.
 
     Attributes:
         name, kind, source, why, api, advice: from :mod:`gradwatch._remedy_catalog`.
@@ -98,12 +98,6 @@ class Remedy:
         not_in_runner: why the runner cannot apply it ("" when it can).
     """
 
-    name: str
-    kind: str
-    source: str
-    why: str
-    api: str
-    advice: str | None = None
     params: Mapping[str, Param] = field(default_factory=dict, compare=False)
     make: Callable[[Mapping[str, float]], StepRemedy] | None = field(default=None, compare=False)
     knobs: Mapping[str, object] = field(default_factory=dict, compare=False)
@@ -228,7 +222,7 @@ _HOW: dict[str, dict[str, Any]] = {
 }
 
 _REMEDIES: dict[str, Remedy] = {
-    info.name: replace(Remedy(info.name, info.kind, info.source, info.why, info.api, info.advice), **_HOW[info.name])
+    info.name: Remedy(**asdict(info), **_HOW[info.name])
     for info in CATALOG  # a KeyError here: a catalog remedy that nobody said how to apply
 }
 
