@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         theory,
     )
     from gradwatch.monitor import (
+        Event,
         History,
         Monitor,
         MonitorConfig,
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from gradwatch.monitor.verdict import verdict  # not via gradwatch.monitor: mypy takes the name for the submodule
 
     __version__: str
+    """The installed distribution's version, read from its metadata (pyproject.toml's ``version``)."""
 
 _SUBPACKAGES = frozenset(
     {
@@ -59,6 +61,7 @@ _SUBPACKAGES = frozenset(
 # the monitor's names re-exported here
 _FROM_MONITOR = frozenset(
     {
+        "Event",
         "History",
         "Monitor",
         "MonitorConfig",
@@ -75,6 +78,7 @@ _FROM_MONITOR = frozenset(
 
 __all__ = [
     "ConfigError",
+    "Event",
     "GradwatchError",
     "GradwatchWarning",
     "History",

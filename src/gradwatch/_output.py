@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gradwatch.errors import OutputError
+from gradwatch.errors import ConfigError, OutputError, check_writable
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
     "atomic_write_text",
+    "check_figure_path",
     "dump_json",
     "from_json_number",
     "json_safe",
@@ -99,8 +100,38 @@ def atomic_write_text(path: str | Path, text: str, *, fsync: bool = False) -> Pa
     return p
 
 
+def figure_formats() -> tuple[str, ...]:
+    """The file extensions matplotlib can write a figure as (png, pdf, svg, ...), sorted."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    return tuple(sorted(FigureCanvasBase.get_supported_filetypes()))
+
+
+def check_figure_path(path: str | Path, what: str = "plot file") -> Path:
+    """Fail before any computation when ``path`` cannot take a figure: its extension or its folder.
+
+    Raises:
+        ConfigError: the extension is not a format matplotlib writes (the message lists them);
+        OutputError: the folder is missing or not writable, or the path is a folder.
+    """
+    p = check_writable(path, what)
+    ext = p.suffix.lower().lstrip(".")
+    formats = figure_formats()
+    if ext not in formats:
+        raise ConfigError(
+            f"The {what} {str(p)!r} must end in one of {', '.join('.' + f for f in formats)} "
+            f"(the extension picks the format). Got {p.suffix or 'no extension'!r} instead."
+        )
+    return p
+
+
 def save_figure(fig: Figure, path: Path) -> Path:
-    """Lay out ``fig`` and write it as PNG; an OS error becomes an OutputError naming the path."""
+    """Lay out ``fig`` and write it in the format its extension names (PNG for .png).
+
+    Raises:
+        ConfigError: an extension matplotlib cannot write; OutputError: an OS error, naming the path.
+    """
+    check_figure_path(path)
     fig.tight_layout()
     try:
         fig.savefig(path, dpi=110)

@@ -163,6 +163,8 @@ CATALOG: tuple[RemedyInfo, ...] = (
         "Ba, Kiros & Hinton 2016",
         "per-sample normalization, the batch-independent alternative to batch normalization",
         "gradwatch.models.mlp(norm='layer')",
+        advice="layer normalization before each sublayer (pre-LN, Xiong et al. 2020) leaves the residual path "
+        "unnormalized, so a deep transformer's lower layers keep their gradient; post-LN needs warm-up and a small lr",
     ),
     RemedyInfo(
         "residual",
@@ -252,7 +254,8 @@ CATALOG: tuple[RemedyInfo, ...] = (
         "Micikevicius et al. 2018; torch.amp.GradScaler",
         "with mixed precision, loss scaling skips the steps whose gradients overflow",
         "torch.amp.GradScaler",
-        advice="with mixed precision, a GradScaler skips steps whose gradients overflow",
+        advice="with float16, a GradScaler scales the loss so that small gradients do not underflow to zero, "
+        "and skips the steps whose gradients overflow",
     ),
     RemedyInfo(
         "data:check",
@@ -260,7 +263,19 @@ CATALOG: tuple[RemedyInfo, ...] = (
         "—",
         "a NaN/Inf first seen at the model's first module usually comes from the input batch itself",
         "torch.isfinite(batch).all()",
-        advice="the first non-finite value is a forward output of the first module: the input batch itself may hold NaN/Inf",
+        advice="the input batch or the targets may themselves hold NaN/Inf (check torch.isfinite(batch).all()); "
+        "every value computed from them is then non-finite",
+    ),
+    RemedyInfo(
+        "numerics:guard",
+        "practice",
+        "IEEE 754; torch.logsumexp, torch.nn.functional.log_softmax, torch.autocast(dtype=torch.bfloat16)",
+        "a NaN/Inf made by log, sqrt, division or exp at the edge of their domain is a bug of the forward code, "
+        "not of the gradient's size",
+        "torch.clamp(x, min=eps) / x + eps inside log, sqrt and division; log_softmax; bfloat16",
+        advice="the NaN/Inf came from the arithmetic itself: guard log, sqrt, pow and division against 0 "
+        "(clamp or add an eps; sqrt'(0) is infinite), use log_softmax/logsumexp rather than log(softmax(x)) or exp, "
+        "and keep float16 values in range (bfloat16 autocast)",
     ),
     RemedyInfo(
         "gpu",

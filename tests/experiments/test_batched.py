@@ -1,5 +1,7 @@
 """K seeds as one vmapped model give the numbers of K separate runs."""
 
+import math
+
 import pytest
 
 from gradwatch.errors import ConfigError
@@ -72,3 +74,26 @@ def test_jitter_free_adding_and_mlp():
 def test_limits_are_named(kwargs, seeds, match):
     with pytest.raises(ConfigError, match=match):
         run_seeds(Spec(**{**BASE, **kwargs}), seeds)
+
+
+def test_a_diverged_seed_is_a_failure_with_no_error_rate():
+    """lr 1e30: every seed's loss becomes inf; its error is unknown (NaN), never the 0 % NaN outputs score."""
+    spec = Spec(
+        task="adding", length=10, hidden=8, steps=20, eval_every=10, eval_batch=64, batch_size=16, jitter=False, lr=1e30
+    )
+    for r in run_seeds(spec, [0, 1]):
+        assert r.diverged and not r.success and math.isnan(r.final_error)
+
+
+def test_non_finite_outputs_score_nan_not_zero():
+    import torch
+
+    from gradwatch.experiments.runner import _heldout_error
+    from gradwatch.tasks import get_task
+
+    task = get_task("adding")
+    targets = torch.zeros(4)
+    assert task.error(torch.full((4,), math.nan), targets) == 0.0  # the task's own rule: NaN > 0.04 is False
+    assert math.isnan(_heldout_error(task, torch.full((4,), math.nan), targets))
+    assert math.isnan(_heldout_error(task, torch.tensor([0.0, 0.0, math.inf, 0.0]), targets))
+    assert _heldout_error(task, torch.zeros(4), targets) == 0.0

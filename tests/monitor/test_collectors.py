@@ -107,7 +107,7 @@ def test_grad_weights_and_activation_collectors_match_manual_loops() -> None:
     for name, m in model.named_modules():
         if isinstance(m, (nn.Tanh, nn.Sigmoid)):
             m.register_forward_hook(lambda mod, a, out, name=name: acts.__setitem__(name, out.detach().double()))
-    mon = gw.Monitor(model, opt, weights_every=1, activations_every=1, sync_every=3)
+    mon = gw.Monitor(model, opt, grad_max=True, weights_every=1, activations_every=1, sync_every=3)
     expected = []
     for i in range(5):
         x, y = _batch(i)
@@ -242,6 +242,41 @@ def test_step_makes_no_host_sync_outside_sync_steps(kwargs: dict) -> None:
     mon.close()
 
 
+@pytest.mark.parametrize("clip", ["reported", "mon"])
+def test_manual_loops_and_armed_nan_tracing_make_no_host_sync(clip: str) -> None:
+    """The defaults of a loop without an optimizer (clip reported, update ratios from snapshots,
+    misuse lints) and, after a NaN was seen, the auto-armed tracing hooks: no sync either."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 12), nn.Tanh(), nn.Linear(12, 3))
+    mon = gw.Monitor(model, sync_every=1000, weights_every=1, activations_every=1, clip=True)
+    for i in range(8):
+        x, y = _batch(i)
+        if i == 3:  # a NaN input: found at the sync below, which arms the tracing hooks
+            x = x * float("nan")
+        with _CountSyncs() as mode:
+            loss = nn.functional.cross_entropy(model(x), y)
+            model.zero_grad()
+            loss.backward()
+            if clip == "reported":
+                total = torch.nn.utils.get_total_norm([p.grad for p in model.parameters()])
+                torch.nn.utils.clip_grads_with_norm_(model.parameters(), 0.5, total)
+                mon.step(loss, clip=total)
+            else:
+                mon.step(loss)
+                mon.clip_grad_norm_(0.5)
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.add_(p.grad, alpha=-0.01)
+        assert mode.syncs == 0, f"step {i}: {mode.syncs} host syncs"
+        if i == 3:
+            assert mon.first_nonfinite.origin == "forward"  # a sync, outside the counted steps
+            assert mon._chain.nonfinite.tracer is not None and mon._chain.nonfinite.tracer.attached
+    h = mon.history
+    assert h.n_steps == 8 and np.isfinite(h.layers["0"].update_ratio[:2]).all()
+    assert np.isfinite(h.clip_rate()).all()
+    mon.close()
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_step_makes_no_host_sync_on_cuda() -> None:
     model = nn.Sequential(nn.Linear(6, 12), nn.Tanh(), nn.Linear(12, 3)).cuda()
@@ -295,3 +330,45 @@ def test_grad_norm_is_torchs_total_norm_from_the_reading() -> None:
         assert mon.grad_norm(1.0) is None  # another norm: not measured
         model[0].weight.grad.mul_(2)  # the gradient changed since the reading
         assert mon.grad_norm() is None
+
+
+def test_max_grad_has_its_own_period() -> None:
+    """Default: max |g| every 10th recorded step (exact there), NaN between; the norms every step."""
+    model = _net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    expected = []
+    with gw.Monitor(model, opt, grad_max=4, sync_every=5) as mon:
+        for i in range(9):
+            x, y = _batch(i)
+            nn.functional.cross_entropy(model(x), y).backward()
+            expected.append(_manual_layers(model))
+            mon.step()
+            opt.step()
+            opt.zero_grad()
+        records = mon.records()
+    h = mon.history
+    for s, ref in enumerate(expected):
+        for name, lh in h.layers.items():
+            assert lh.grad_norm[s] == pytest.approx(ref[name]["grad_norm"], rel=1e-5)
+            if s % 4 == 0:
+                assert lh.grad_max[s] == pytest.approx(ref[name]["grad_max"], rel=1e-6)
+                assert records[s]["layers"][name]["grad_max"] == pytest.approx(ref[name]["grad_max"], rel=1e-6)
+            else:
+                assert math.isnan(lh.grad_max[s]) and records[s]["layers"][name]["grad_max"] is None
+    assert gw.MonitorConfig().grad_max == 10
+    with pytest.raises(ConfigError, match="grad_max"):
+        gw.Monitor(model, grad_max=0)
+
+
+def test_half_precision_norms_do_not_overflow() -> None:
+    """fp16 gradients whose elements are finite but whose norm exceeds 65504: recorded exactly, not as Inf."""
+    model = nn.Linear(64, 64).half()
+    with gw.Monitor(model, grad_max=True) as mon, pytest.warns(gw.GradwatchWarning, match="exceeds float16"):
+        for p in model.parameters():
+            p.grad = torch.full_like(p, 30000.0)  # ‖g‖ = 30000·√numel ≫ 65504, max |g| = 30000 < 65504
+        mon.step()
+        h = mon.history
+    ref = math.sqrt(sum(float(p.grad.double().pow(2).sum()) for p in model.parameters()))
+    assert h.global_grad_norm[0] == pytest.approx(ref, rel=1e-3)
+    assert [lh.grad_max[0] for lh in h.layers.values()] == [30000.0]
+    assert mon.first_nonfinite is None

@@ -120,6 +120,28 @@ def test_grad_scaler_skipped_steps_are_recorded(before_update: bool) -> None:
     assert h.skipped.tolist() == [False, False, True, False, False]
 
 
+def test_a_disabled_grad_scaler_is_plain_fp32() -> None:
+    """GradScaler(enabled=False), the usual "AMP off" switch, records as if there were no scaler."""
+    model = _net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    expected = []
+    with gw.Monitor(model, opt, scaler=scaler) as mon:
+        for step in range(3):
+            x, y = _batch(step)
+            loss = nn.functional.cross_entropy(model(x), y)
+            scaler.scale(loss).backward()
+            expected.append(_manual(model))
+            mon.step(loss)
+            scaler.step(opt)
+            scaler.update()
+            opt.zero_grad()
+        records = mon.records()
+    for rec, exp in zip(records, expected, strict=True):
+        _assert_record(rec, exp)
+        assert "loss_scale" not in rec and "skipped" not in rec
+
+
 def test_bf16_autocast_norms_match_manual() -> None:
     model = _net()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)

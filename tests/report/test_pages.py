@@ -75,7 +75,7 @@ def test_both_pages_share_the_base_layout() -> None:
         assert page.startswith('<!doctype html>\n<html lang="en"><head>')  # the browser test injects after <head>
         assert page.count("<style>") == 1 and page.rstrip().endswith("</body></html>")
     assert "<code>runs/&lt;x&gt;</code>" in run_store and "3 s of training" in run_store
-    assert "<td>1/2</td><td>nan</td><td>healthy, vanishing</td>" in run_store
+    assert "<td>1/2</td><td>—</td><td>0</td><td>healthy, vanishing</td>" in run_store  # NaN shows as unknown
     assert "Gradient flow" not in run_store  # no heat maps given, no heading
 
 

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+import warnings
+from typing import Any, TextIO
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from gradwatch.errors import GradwatchError
+from gradwatch.errors import GradwatchError, GradwatchWarning
 
-__all__ = ["app", "emit_json", "fail", "main", "print_error", "stderr"]
+__all__ = ["app", "emit_json", "fail", "main", "print_error", "print_warning", "stderr"]
 
 app = typer.Typer(
     name="gradwatch",
@@ -37,6 +38,29 @@ def print_error(message: str) -> None:
     stderr.print(f"[red]error:[/red] {escape(message)}", markup=True, soft_wrap=True)
 
 
+def print_warning(message: str) -> None:
+    """Print one yellow line on stderr (the message is never read as rich markup)."""
+    stderr.print(f"[yellow]warning:[/yellow] {escape(message)}", markup=True, soft_wrap=True)
+
+
+_python_showwarning = warnings.showwarning
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    # gradwatch's own warnings are messages for the user, one line each, not source locations
+    if issubclass(category, GradwatchWarning):
+        print_warning(str(message))
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
+
+
 def fail(message: str, code: int = 2) -> None:
     """Print one red line on stderr and exit with ``code``."""
     print_error(message)
@@ -59,7 +83,16 @@ _register()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the command line; turn every GradwatchError and usage error into one line and exit 2."""
+    """Run the command line; turn every GradwatchError and usage error into one line and exit 2.
+
+    GradwatchWarnings (e.g. an invalid run redone on resume) print as one yellow line each.
+    """
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        _main(argv)
+
+
+def _main(argv: list[str] | None) -> None:
     try:
         # without standalone mode, click returns a typer.Exit's code instead of raising it
         rc = app(args=argv, prog_name="gradwatch", standalone_mode=False)

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
-from gradwatch.cli.app import emit_json
+from gradwatch.cli.app import emit_json, print_warning
 from gradwatch.errors import ConfigError
 from gradwatch.experiments import RunStore, Spec, run, sweep
+from gradwatch.experiments.runner import check_device
+from gradwatch.experiments.spec import check_size
 from gradwatch.remedies import registry
 from gradwatch.report.html import write_report
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else.")]
+NoLimitsOpt = Annotated[
+    bool,
+    typer.Option("--no-limits", help="Run even when a run's memory or time estimate is over the limits (docs/cli.md)."),
+]
 
 
 _RUNNER_REMEDIES = sorted(r.name for r in registry.available() if r.applies_in_runner)
@@ -67,10 +74,11 @@ def run_cmd(
     steps: Annotated[int, typer.Option(help="Training steps.")] = 500,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Batch size.")] = 32,
     eval_every: Annotated[int, typer.Option("--eval-every", help="Evaluate every N steps.")] = 50,
-    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
-    device: Annotated[str, typer.Option(help="cpu, cuda, ...")] = "cpu",
+    seed: Annotated[int, typer.Option(help="Seed, in [0, 2**32 - 1].")] = 0,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps (one this machine has).")] = "cpu",
     out: Annotated[Path | None, typer.Option("--out", help="A run store to write the run into.")] = None,
     as_json: JsonOpt = False,
+    no_limits: NoLimitsOpt = False,
 ) -> None:
     """Train one model on one task with the monitor attached; print its result."""
     fields: dict[str, Any] = {
@@ -92,17 +100,23 @@ def run_cmd(
     # per-step remedies go to spec.remedies; batchnorm, init:kumar, rprop, ... set their fields
     fields.update(registry.spec_fields(_parse_remedies(remedy or []), model=model))
     spec = Spec(**fields)
-    store = RunStore(out) if out is not None else None
-    result = run(spec, store.start(spec) if store else None)
-    if store is not None:
-        store.finish(result)
+    check_size(spec, limits=not no_limits)  # before the store is touched
+    check_device(spec.device)
+    if out is None:
+        result = run(spec, limits=not no_limits)
+    else:
+        store = RunStore(out)
+        with store.lock("gradwatch run"):
+            result = run(spec, store.start(spec), limits=not no_limits)
+            store.finish(result)
     if as_json:
         emit_json(result.to_json())
         return
     console = Console(highlight=False)
-    console.print(
-        f"{spec.run_id}: final error {result.final_error:.3f} ({'solved' if result.success else 'not solved'})"
-    )
+    # NaN is "unknown", never a number: a diverged run has no error rate to print
+    error = f"{result.final_error:.3f}" if math.isfinite(result.final_error) else "unknown (NaN)"
+    outcome = "diverged" if result.diverged else ("solved" if result.success else "not solved")
+    console.print(f"{spec.run_id}: final error {error} ({outcome})")
     console.print(f"monitor verdict: {result.verdict.get('status')}; {result.wall_time:.1f} s")
 
 
@@ -115,13 +129,23 @@ def sweep_cmd(
         typer.Option("--ray-address", help="host:port or ray://host:port of a Ray cluster (default: local Ray)."),
     ] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: CPU cores).")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Skip runs already finished in --out.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Skip runs already finished in --out; redo invalid ones (with a warning).")
+    ] = False,
     as_json: JsonOpt = False,
+    no_limits: NoLimitsOpt = False,
 ) -> None:
     """Run a grid of experiments into a run store, with a progress bar; resumable."""
     RunStore(out)  # an unwritable --out fails before any training
     results = sweep(
-        file, out, executor=executor, workers=workers, resume=resume, progress=not as_json, ray_address=ray_address
+        file,
+        out,
+        executor=executor,
+        workers=workers,
+        resume=resume,
+        progress=not as_json,
+        ray_address=ray_address,
+        limits=not no_limits,
     )
     solved = sum(r.success for r in results)
     if as_json:
@@ -136,6 +160,11 @@ def report_cmd(
 ) -> None:
     """Write a self-contained HTML report of a run store."""
     path = write_report(store, out)
+    invalid = RunStore(store).invalid()
+    if invalid:
+        print_warning(
+            f"{len(invalid)} invalid run(s) listed in the report, not counted (first: {invalid[0].run_id}: {invalid[0].reason})."
+        )
     Console(highlight=False).print(f"report written to {path}")
 
 

@@ -9,8 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from gradwatch._output import check_figure_path
 from gradwatch.cli.app import emit_json
-from gradwatch.errors import check_writable
 from gradwatch.report import lab as lab_report
 
 app = typer.Typer(
@@ -20,7 +20,15 @@ app = typer.Typer(
 )
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else.")]
-PlotOpt = Annotated[Path | None, typer.Option("--plot", help="Write the figure to this PNG file.")]
+PlotOpt = Annotated[
+    Path | None, typer.Option("--plot", help="Write the figure to this file (.png; .pdf, .svg, ... by extension).")
+]
+NoLimitsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-limits", help="Run even when the memory or time estimate is over the limits (docs/cli.md lists them)."
+    ),
+]
 
 
 def _finish(run: lab_report.LabRun, as_json: bool, plot: Path | None) -> None:
@@ -60,9 +68,9 @@ def _fmt(value: Any) -> str:
 
 
 def _check_plot_first(plot: Path | None) -> None:
-    # An unwritable --plot must fail before any computation, not after it.
+    # An unwritable --plot, or one matplotlib cannot write, must fail before any computation, not after it.
     if plot is not None:
-        check_writable(plot, "plot file")
+        check_figure_path(plot)
 
 
 @app.command("rnn")
@@ -74,10 +82,11 @@ def rnn_cmd(
     n_input: Annotated[int, typer.Option("--n-input", help="Input size m (>= 1).")] = 1,
     as_json: JsonOpt = False,
     plot: PlotOpt = None,
+    no_limits: NoLimitsOpt = False,
 ) -> None:
     """Sigmoid RNN: Jacobian products vs the bounds, gradient as a sum of per-step terms."""
     _check_plot_first(plot)
-    _finish(lab_report.lab_rnn(hidden, gamma, steps, seed, n_input), as_json, plot)
+    _finish(lab_report.lab_rnn(hidden, gamma, steps, seed, n_input, limits=not no_limits), as_json, plot)
 
 
 @app.command("note3")
@@ -87,10 +96,11 @@ def note3_cmd(
     n: Annotated[int, typer.Option(help="Largest power N (>= 1).")] = 40,
     as_json: JsonOpt = False,
     plot: PlotOpt = None,
+    no_limits: NoLimitsOpt = False,
 ) -> None:
     """The article's note 3: the spectral radius alone does not decide vanishing vs exploding."""
     _check_plot_first(plot)
-    _finish(lab_report.lab_note3(eps, c, n), as_json, plot)
+    _finish(lab_report.lab_note3(eps, c, n, limits=not no_limits), as_json, plot)
 
 
 @app.command("doya")
@@ -105,10 +115,11 @@ def doya_cmd(
     delta: Annotated[float, typer.Option(help="Finite-difference step Δ (> 0).")] = 1e-6,
     as_json: JsonOpt = False,
     plot: PlotOpt = None,
+    no_limits: NoLimitsOpt = False,
 ) -> None:
     """Doya's one-neuron network: folds, bistability, hysteresis and sensitivities."""
     _check_plot_first(plot)
-    _finish(lab_report.lab_doya(w, b, b_min, b_max, eps, steps, far_x0, delta), as_json, plot)
+    _finish(lab_report.lab_doya(w, b, b_min, b_max, eps, steps, far_x0, delta, limits=not no_limits), as_json, plot)
 
 
 @app.command("landscape")
@@ -122,10 +133,11 @@ def landscape_cmd(
     steps: Annotated[int, typer.Option(help="Steps T of the map (>= 1).")] = 600,
     as_json: JsonOpt = False,
     plot: PlotOpt = None,
+    no_limits: NoLimitsOpt = False,
 ) -> None:
     """The geometric model: the wall in the loss landscape and the gradient spike at it."""
     _check_plot_first(plot)
-    _finish(lab_report.lab_landscape(w, x0, target, b_min, b_max, eps, steps), as_json, plot)
+    _finish(lab_report.lab_landscape(w, x0, target, b_min, b_max, eps, steps, limits=not no_limits), as_json, plot)
 
 
 @app.command("spectrum")
@@ -139,10 +151,15 @@ def spectrum_cmd(
     burn_in: Annotated[int, typer.Option("--burn-in", help="Unmeasured warm-up steps (>= 0).")] = 0,
     as_json: JsonOpt = False,
     plot: PlotOpt = None,
+    no_limits: NoLimitsOpt = False,
 ) -> None:
     """Lyapunov exponents (QR method) and Jacobian singular values of a recurrent cell."""
     _check_plot_first(plot)
-    _finish(lab_report.lab_spectrum(cell, hidden, steps, seed, input_size, input_scale, burn_in), as_json, plot)
+    _finish(
+        lab_report.lab_spectrum(cell, hidden, steps, seed, input_size, input_scale, burn_in, limits=not no_limits),
+        as_json,
+        plot,
+    )
 
 
 @app.command("all")

@@ -1,4 +1,8 @@
-"""``gradwatch show run.jsonl``: the verdict and figures from a saved monitor log."""
+"""``gradwatch show run.jsonl``: the verdict, its events and the figure from a saved monitor log.
+
+The events are recomputed from the records by the same ``gw.verdict`` a live monitor uses, so
+the log and the run always agree (the log carries the numbers, the layers' roles included).
+"""
 
 from __future__ import annotations
 
@@ -21,17 +25,18 @@ def show(
     ] = False,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write the gradient-flow figure to this PNG.")] = None,
 ) -> None:
-    """Read a monitor log and print its verdict (status, where, evidence, advice)."""
+    """Read a monitor log and print its verdict (status, where, evidence, events, advice)."""
     if plot is not None:
         check_writable(plot, "plot file")
     history = read_jsonl(log)
     result = verdict(history)
     if plot is not None:
-        plot_history(history, plot)
+        plot_history(history, plot, verdict=result)
     if as_json:
         doc = result.to_json()
         doc["steps"] = history.n_steps
         doc["layers"] = list(history.layers)
+        doc["roles"] = history.roles
         doc["first_nonfinite"] = history.nonfinite.to_json() if history.nonfinite else None
         emit_json(doc)
         return

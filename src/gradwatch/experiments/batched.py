@@ -26,7 +26,15 @@ import torch
 from torch.func import functional_call, stack_module_state, vmap
 
 from gradwatch.errors import ConfigError
-from gradwatch.experiments.runner import EVAL_SEED_OFFSET, Result, _optimizer, build_model
+from gradwatch.experiments.runner import (
+    EVAL_SEED_OFFSET,
+    Result,
+    _heldout_error,
+    _optimizer,
+    build_model,
+    check_device,
+    succeeded,
+)
 from gradwatch.experiments.spec import Spec
 from gradwatch.tasks import get_task
 
@@ -59,13 +67,16 @@ def _check(spec: Spec, seeds: Sequence[int]) -> None:
 def run_seeds(spec: Spec, seeds: Sequence[int]) -> list[Result]:
     """Train ``spec`` for every seed in ``seeds`` as one vmapped model; one Result per seed.
 
+    A seed whose loss became NaN/Inf, or whose outputs are not finite, fails (NaN error,
+    ``success`` False), as in :func:`~gradwatch.experiments.run`.
+
     Raises:
-        ConfigError: a spec outside the limits in the module docstring.
+        ConfigError: a spec outside the limits in the module docstring, or a device this machine lacks.
     """
     _check(spec, seeds)
     start = time.perf_counter()
     task = get_task(spec.task)
-    device = torch.device(spec.device)
+    device = check_device(spec.device, "run_seeds")
     specs = [Spec.from_json({**spec.to_json(), "seed": s}) for s in seeds]
     nets = [build_model(s).to(device) for s in specs]
     params, buffers = stack_module_state(nets)
@@ -109,12 +120,12 @@ def run_seeds(spec: Spec, seeds: Sequence[int]) -> list[Result]:
             for k, r in enumerate(results):
                 r.steps.append(step)
                 r.loss.append(float(losses[k].detach()))
-                r.error.append(task.error(out[k], y_eval[k]))
+                r.error.append(_heldout_error(task, out[k], y_eval[k]))
     wall = time.perf_counter() - start
     for r in results:
         r.diverged = any(not math.isfinite(v) for v in r.loss)
-        r.final_error = r.error[-1]
-        r.success = (not r.diverged) and r.final_error < task.success_error
+        r.final_error = math.nan if r.diverged else r.error[-1]
+        r.success = succeeded(r, task.success_error)
         r.verdict = {"status": "not monitored", "where": [], "evidence": [], "advice": []}
         r.wall_time = wall / K
     return results

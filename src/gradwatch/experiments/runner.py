@@ -12,15 +12,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from gradwatch import models
+from gradwatch import _checks, models
 from gradwatch._output import from_json_number, to_json_number
-from gradwatch.experiments.spec import Spec
+from gradwatch.errors import ConfigError
+from gradwatch.experiments.spec import Spec, check_size
 from gradwatch.monitor import Monitor
 from gradwatch.remedies import registry
 from gradwatch.remedies.optim import SignSGD
-from gradwatch.tasks import get_task
+from gradwatch.tasks import Task, get_task
 
-__all__ = ["EVAL_SEED_OFFSET", "Result", "build_model", "run"]
+__all__ = ["EVAL_SEED_OFFSET", "Result", "build_model", "check_device", "run", "succeeded"]
 
 EVAL_SEED_OFFSET = 1_000_003  # the held-out batch of seed s is drawn with seed s + this
 
@@ -31,9 +32,12 @@ class Result:
 
     Attributes:
         spec: the spec.
-        steps, loss, error: the learning curve at every evaluation (held-out error rate).
-        final_error: the last evaluation's error rate.
-        success: the task's criterion on the last evaluation.
+        steps, loss, error: the learning curve at every evaluation (held-out error rate;
+            NaN where the model's outputs were not all finite: unknown, never a score).
+        final_error: the last evaluation's error rate; NaN when the run diverged or was
+            never evaluated (a NaN error is unknown, not zero).
+        success: the task's criterion on the last evaluation; always False for a run that
+            diverged or whose final error is NaN.
         diverged: the training loss became NaN/Inf.
         verdict: the monitor's verdict (JSON form).
         layer_grad_norm: median gradient norm per layer over the run.
@@ -72,27 +76,141 @@ class Result:
         }
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Result:
-        """Read back what :meth:`to_json` wrote."""
+    def from_json(cls, d: Any) -> Result:
+        """Read back what :meth:`to_json` wrote, checking every field.
+
+        Raises:
+            ConfigError: not a result: a missing key or one of the wrong type, curves of
+                different lengths, an error rate outside [0, 1], or ``success`` true for a run
+                that diverged or has no finite final error.
+        """
+        if not isinstance(d, dict):
+            raise ConfigError(f"A result must be a JSON object. Got {_short(d)} instead.")
+        missing = [k for k in _RESULT_KEYS if k not in d]
+        if missing:
+            raise ConfigError(f"The result lacks the key(s) {missing}.")
+        steps = d["steps"]
+        if not isinstance(steps, list) or not all(_is_int(v) and v >= 1 for v in steps):
+            raise ConfigError(f"The result's 'steps' must be a list of integers >= 1. Got {_short(steps)} instead.")
+        curves = {k: _numbers(d[k], k) for k in ("loss", "error")}
+        for k, values in curves.items():
+            if len(values) != len(steps):
+                raise ConfigError(f"The result's '{k}' has {len(values)} values for {len(steps)} steps.")
+        final = _number(d["final_error"], "final_error")
+        for v in (final, *curves["error"]):
+            if not (math.isnan(v) or 0.0 <= v <= 1.0):
+                raise ConfigError(f"The result's error rates must lie in [0, 1] (or be NaN). Got {v!r} instead.")
+        flags = {k: d[k] for k in ("success", "diverged")}
+        for k, v in flags.items():
+            if not isinstance(v, bool):
+                raise ConfigError(f"The result's {k!r} must be true or false. Got {_short(v)} instead.")
+        if flags["success"] and (flags["diverged"] or not math.isfinite(final)):
+            raise ConfigError("The result says success for a run that diverged or has no finite final error.")
+        if not isinstance(d["verdict"], dict):
+            raise ConfigError(f"The result's 'verdict' must be an object. Got {_short(d['verdict'])} instead.")
+        grads = d["layer_grad_norm"]
+        if not isinstance(grads, dict):
+            raise ConfigError(f"The result's 'layer_grad_norm' must be an object. Got {_short(grads)} instead.")
+        profile = d["time_profile"]
+        wall = _number(d["wall_time"], "wall_time")
+        if not (math.isfinite(wall) and wall >= 0):
+            raise ConfigError(f"The result's 'wall_time' must be a finite number >= 0. Got {wall!r} instead.")
         return cls(
-            spec=Spec.from_json(d["spec"]),
-            steps=list(d["steps"]),
-            loss=[from_json_number(v) for v in d["loss"]],
-            error=[from_json_number(v) for v in d["error"]],
-            final_error=from_json_number(d["final_error"]),
-            success=bool(d["success"]),
-            diverged=bool(d["diverged"]),
+            spec=Spec.from_json(d["spec"], where="the result's spec"),
+            steps=[int(v) for v in steps],
+            loss=curves["loss"],
+            error=curves["error"],
+            final_error=final,
+            success=flags["success"],
+            diverged=flags["diverged"],
             verdict=d["verdict"],
-            layer_grad_norm={k: from_json_number(v) for k, v in d["layer_grad_norm"].items()},
-            time_profile=None if d["time_profile"] is None else [from_json_number(v) for v in d["time_profile"]],
-            wall_time=float(d["wall_time"]),
+            layer_grad_norm={str(k): _number(v, f"layer_grad_norm[{k!r}]") for k, v in grads.items()},
+            time_profile=None if profile is None else _numbers(profile, "time_profile"),
+            wall_time=wall,
         )
+
+
+_RESULT_KEYS = (
+    "spec",
+    "steps",
+    "loss",
+    "error",
+    "final_error",
+    "success",
+    "diverged",
+    "verdict",
+    "layer_grad_norm",
+    "time_profile",
+    "wall_time",
+)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: Any, name: str) -> float:
+    """A JSON number, or "nan"/"inf"/"-inf" as to_json_number writes non-finite ones."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str) and value in ("nan", "inf", "-inf"):
+        return from_json_number(value)
+    raise ConfigError(
+        f'The result\'s {name!r} must be a number (or "nan", "inf", "-inf"). Got {_short(value)} instead.'
+    )
+
+
+def _numbers(values: Any, name: str) -> list[float]:
+    if not isinstance(values, list):
+        raise ConfigError(f"The result's {name!r} must be a list of numbers. Got {_short(values)} instead.")
+    return [_number(v, name) for v in values]
+
+
+def check_device(device: str, owner: str = "run") -> torch.device:
+    """The torch device ``device`` names, if this machine has it.
+
+    Raises:
+        ConfigError: a CUDA device on a machine or torch build without CUDA, a CUDA index
+            past the last device, or MPS where it is unavailable (the message says what there is).
+    """
+    d = torch.device(device)
+    if d.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA device is visible"
+            raise _checks.out_of_range("device", owner, f"a device this machine has: 'cpu' ({why})", device)
+        if d.index is not None and d.index >= n:
+            raise _checks.out_of_range("device", owner, f"'cpu' or one of cuda:0..cuda:{n - 1}", device)
+    if d.type == "mps" and not torch.backends.mps.is_available():
+        raise _checks.out_of_range("device", owner, "a device this machine has: 'cpu' (MPS is not available)", device)
+    return d
+
+
+def _heldout_error(task: Task, outputs: torch.Tensor, targets: torch.Tensor) -> float:
+    """The task's error rate, or NaN when an output is NaN/Inf: such a model has no score.
+
+    (A NaN prediction compares False with every threshold, so the task's own rule would
+    count it as right: a diverged model scored 0 % error.)
+    """
+    if not bool(torch.isfinite(outputs).all()):
+        return math.nan
+    return task.error(outputs, targets)
+
+
+def succeeded(result: Result, success_error: float) -> bool:
+    """The task's criterion, where a diverged run or a NaN error is a failure (never a pass)."""
+    return (not result.diverged) and math.isfinite(result.final_error) and result.final_error < success_error
 
 
 def build_model(spec: Spec) -> torch.nn.Module:
     """The model a spec describes, initialized from its seed."""
     task = get_task(spec.task)
-    common = {
+    common: dict[str, Any] = {
         "hidden": spec.hidden,
         "in_dim": task.n_inputs,
         "out_dim": task.n_outputs,
@@ -127,6 +245,7 @@ def run(
     *,
     keep_model: bool = False,
     model: torch.nn.Module | None = None,
+    limits: bool = True,
 ) -> Result:
     """Train the spec's model on its task with its remedies and the monitor attached.
 
@@ -140,13 +259,20 @@ def run(
             pre-training, an init outside ``INITS``, or a module with the caller's forward
             hooks); its input and output sizes must fit the spec's task. The spec then
             describes the task, optimizer, remedies and budget; ``spec.init`` is not applied.
+        limits: refuse a spec whose estimated memory or time is over the limits
+            (:func:`gradwatch.experiments.spec.check_size`); False lifts them.
 
     Returns:
-        A :class:`Result`. Same spec and seed ⇒ same numbers on the same machine.
+        A :class:`Result`. Same spec and seed ⇒ same numbers on the same machine. A run
+        that diverges, or whose outputs are not finite, fails: ``success`` False and a NaN error.
+
+    Raises:
+        ConfigError: a device this machine lacks, or a spec over the limits (before any work).
     """
     start = time.perf_counter()
     task = get_task(spec.task)
-    device = torch.device(spec.device)
+    device = check_device(spec.device)
+    check_size(spec, limits=limits)
     model = (build_model(spec) if model is None else model).to(device)
     opt = _optimizer(spec, model.parameters())
     data_gen = torch.Generator().manual_seed(spec.seed)
@@ -185,7 +311,7 @@ def run(
             if step % spec.eval_every == 0 or step == spec.steps:
                 model.eval()  # batch norm scores with its running statistics and leaves them alone
                 with torch.no_grad():
-                    err = task.error(_forward(model, spec, x_eval), y_eval)
+                    err = _heldout_error(task, _forward(model, spec, x_eval), y_eval)
                 model.train()
                 result.steps.append(step)
                 result.loss.append(float(loss.detach()))
@@ -206,8 +332,8 @@ def run(
             result.layer_grad_norm[name or "(model)"] = float(np.median(finite)) if finite.size else math.nan
     if history.time_profiles:
         result.time_profile = [float(v) for v in history.time_profiles[-1][1]]
-    result.final_error = result.error[-1] if result.error else math.nan
-    result.success = (not result.diverged) and result.final_error < task.success_error
+    result.final_error = result.error[-1] if result.error and not result.diverged else math.nan
+    result.success = succeeded(result, task.success_error)
     result.wall_time = time.perf_counter() - start
     if keep_model:
         result.model = model

@@ -13,10 +13,11 @@ from gradwatch.monitor.history import History, NonFinite, read_jsonl
 from gradwatch.monitor.monitor import Layer, Monitor
 from gradwatch.monitor.store import Store
 from gradwatch.monitor.timeline import TimeProfile, time_profile, track_hidden
-from gradwatch.monitor.verdict import Advice, Evidence, Thresholds, Verdict, verdict
+from gradwatch.monitor.verdict import Advice, Event, Evidence, Thresholds, Verdict, verdict
 
 __all__ = [
     "Advice",
+    "Event",
     "Evidence",
     "GradwatchWarning",
     "History",

@@ -15,7 +15,7 @@ from gradwatch import _checks
 from gradwatch.errors import ConfigError, out_of_range
 from gradwatch.monitor.verdict import Thresholds
 
-__all__ = ["ON_NONFINITE", "Layer", "MonitorConfig", "MonitorOptions", "check_objects", "make_config", "select_layers"]
+__all__ = ["ON_NONFINITE", "Layer", "MonitorConfig", "MonitorOptions", "check_objects", "make_config", "max_period", "select_layers"]
 
 ON_NONFINITE = ("raise", "record", "warn")
 Filter = str | Sequence[str] | re.Pattern[str] | None
@@ -36,11 +36,14 @@ class MonitorConfig:
         include, exclude: glob pattern(s) on layer names (``"encoder.*"``) or a compiled
             regex: only matching layers are monitored / these layers are left out.
         module_types: only monitor layers that are instances of these types.
-        grad_max: record max |g| per layer (one more pass over the gradients). When False,
-            the non-finite check reads the L2 norms instead: exact for NaN; an Inf is then
-            indistinguishable from a norm above ~1.8e19 (float32).
-        weights_every: period (in recorded steps) of ‖θ‖ and, with an optimizer, the
-            update/weight ratio ‖Δθ‖/‖θ‖; each costs full passes over the weights.
+        grad_max: period of max |g| per layer, in recorded steps (one more pass over the
+            gradients, as costly as the L2 norms on a CPU): True every recorded step, an
+            integer k every k-th (default 10), False off. On the other steps the non-finite
+            check reads the L2 norms: exact for NaN; an Inf is then indistinguishable from a
+            norm above ~1.8e19 (float32), and is reported as Inf.
+        weights_every: period (in recorded steps) of ‖θ‖ and the update/weight ratio
+            ‖Δθ‖/‖θ‖ (without an optimizer: θ snapshot at the record, compared at the next
+            ``step()`` call); each costs full passes over the weights.
         activations_every: period of activation statistics (saturated/dead fraction, std).
         time_profile_every: period of ‖∂L/∂u_t‖; the profiled input is the first positional
             argument of the model (or of the submodule named by ``profile_module``).
@@ -49,8 +52,11 @@ class MonitorConfig:
         on_nonfinite: "record" (note the first NaN/Inf, found at the next sync), "warn"
             (also warn at once) or "raise" (raise NonFiniteError at once); the latter two
             check one boolean per step.
-        trace_nonfinite: also check forward outputs and gradients w.r.t. module outputs and
-            inputs, to find where a NaN/Inf came from (hooks on every leaf module).
+        trace_nonfinite: check forward outputs and gradients w.r.t. module outputs and
+            inputs, to find where a NaN/Inf came from (hooks on every leaf module). True:
+            on every step; "auto" (default): only once a non-finite value has been seen, to
+            locate its next occurrence (free until then: the loss and the gradient norms
+            already tell forward from backward); False: never.
         thresholds: the verdict's thresholds (None: ``Thresholds()``).
         accumulation_steps: with gradient accumulation and ``mon.step()`` after every
             micro-batch, the micro-batches per optimizer step: every k-th call records the
@@ -58,9 +64,13 @@ class MonitorConfig:
         clip: with an optimizer, the global norm is measured again just before the optimizer
             consumes the gradient; if it differs (the user clipped), the record carries
             ``"clip": {"pre": ..., "post": ...}``. None: only where the gradient changed;
-            True: on every step where both were measured; False: never.
+            True: on every step where both were measured; False: never. Manual loops report
+            theirs with ``step(loss, clip=total)`` or clip with ``mon.clip_grad_norm_``;
+            where clipping is not measured, ``History.clip_rate`` is NaN.
         sinks_on_all_ranks: under torch.distributed, every rank writes its sinks (default:
             only rank 0; every rank still records, for ``verdict()``).
+        lints: warn (once each, a ``GradwatchWarning``) and record misuses of the training
+            loop: see :mod:`gradwatch.monitor.lints`.
 
     Raises:
         ConfigError: a value is out of range (one sentence naming it).
@@ -71,7 +81,7 @@ class MonitorConfig:
     include: Filter = None
     exclude: Filter = None
     module_types: type | tuple[type, ...] | None = None
-    grad_max: bool = True
+    grad_max: bool | int = 10
     activations_every: int | None = 10
     weights_every: int | None = 10
     time_profile_every: int | None = None
@@ -79,11 +89,12 @@ class MonitorConfig:
     batch_dim: int = 0
     profile_module: str | None = None
     on_nonfinite: str = "record"
-    trace_nonfinite: bool = False
+    trace_nonfinite: bool | str = "auto"
     thresholds: Thresholds | None = None
     accumulation_steps: int = 1
     clip: bool | None = None
     sinks_on_all_ranks: bool = False
+    lints: bool = True
 
     def __post_init__(self) -> None:
         owner = "Monitor"
@@ -92,6 +103,8 @@ class MonitorConfig:
         for name in ("activations_every", "weights_every", "time_profile_every"):
             if getattr(self, name) is not None:
                 _checks.positive_int(getattr(self, name), name, owner)
+        if not isinstance(self.grad_max, bool):
+            _checks.positive_int(self.grad_max, "grad_max", owner)
         for name in ("time_dim", "batch_dim"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
@@ -103,8 +116,17 @@ class MonitorConfig:
                 f"The 'clip' parameter of Monitor must be None, True or False. Got {self.clip!r} instead."
             )
         _checks.choice(self.on_nonfinite, "on_nonfinite", owner, ON_NONFINITE)
+        if self.trace_nonfinite not in (True, False, "auto") or not isinstance(self.trace_nonfinite, (bool, str)):
+            raise out_of_range("trace_nonfinite", owner, "True, False or 'auto'", self.trace_nonfinite)
         if self.thresholds is not None and not isinstance(self.thresholds, Thresholds):
             raise out_of_range("thresholds", owner, "a Thresholds or None", self.thresholds)
+
+
+def max_period(grad_max: bool | int) -> int | None:
+    """The period of max |g| in recorded steps (None: off) from ``MonitorConfig.grad_max``."""
+    if isinstance(grad_max, bool):
+        return 1 if grad_max else None
+    return grad_max
 
 
 class MonitorOptions(TypedDict, total=False):
@@ -115,7 +137,7 @@ class MonitorOptions(TypedDict, total=False):
     include: Filter
     exclude: Filter
     module_types: type | tuple[type, ...] | None
-    grad_max: bool
+    grad_max: bool | int
     activations_every: int | None
     weights_every: int | None
     time_profile_every: int | None
@@ -123,11 +145,12 @@ class MonitorOptions(TypedDict, total=False):
     batch_dim: int
     profile_module: str | None
     on_nonfinite: str
-    trace_nonfinite: bool
+    trace_nonfinite: bool | str
     thresholds: Thresholds | None
     accumulation_steps: int
     clip: bool | None
     sinks_on_all_ranks: bool
+    lints: bool
 
 
 def make_config(config: MonitorConfig | None, options: MonitorOptions) -> MonitorConfig:

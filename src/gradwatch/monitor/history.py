@@ -6,10 +6,13 @@ sink writes, one per line, and what ``gradwatch show`` reads back) is::
     {"step": 12, "global_grad_norm": 0.83, "loss": 0.41,
      "layers": {"fc.0": {"grad_norm": ..., "grad_max": ..., "param_norm": ...,
                          "update_ratio": ..., "numel": ...}, ...},
+     "roles": {"emb": "embedding", "fc.0": "linear", ...},  # the first record only
      "activations": {"act.0": {"kind": "saturation", "fraction": 0.74, "std": 0.31}},  # some steps
      "time_profile": {"input": [...], "hidden": [...]},                                  # some steps
      "nonfinite": {"step": 12, "module": "fc.3", "tensor": "parameter gradient", ...},  # once
      "clip": {"pre": 5.1, "post": 1.0},      # steps where the user's clipping changed the gradient
+     "clipped": true,                        # every step whose clipping was measured
+     "lints": [{"step": 12, "kind": "clip_after_step", "message": "..."}],  # misuse lints
      "loss_scale": 65536.0,                  # with Monitor(scaler=...)
      "skipped": true, "skip_reason": "..."   # steps a GradScaler skipped
     }
@@ -35,6 +38,7 @@ from gradwatch.errors import ConfigError
 from gradwatch.monitor.nonfinite import NonFinite
 
 if TYPE_CHECKING:
+    from gradwatch.monitor.lints import Lint
     from gradwatch.monitor.store import Store
 
 __all__ = [
@@ -55,7 +59,12 @@ class LayerHistory:
     """Per-step statistics of one layer (a module that owns parameters), arrays of shape (S,).
 
     ``update_ratio`` is ‖Δθ‖/‖θ‖ of the optimizer step that consumed the recorded gradient
-    (NaN when no optimizer was given). ``numel`` is the number of monitored parameters.
+    (without an optimizer: the change of θ until the next ``Monitor.step()`` call; NaN where
+    not measured). ``numel`` is the number of monitored parameters.
+    ``role`` is what the layer is (:data:`gradwatch.monitor.roles.ROLES`; "" when unknown,
+    as in logs written before roles were recorded). ``row_fraction`` (embeddings only; NaN
+    elsewhere and on steps not measured) is the fraction of the weight's rows whose gradient
+    is non-zero: the tokens the batch used.
     """
 
     grad_norm: np.ndarray
@@ -63,11 +72,23 @@ class LayerHistory:
     param_norm: np.ndarray
     update_ratio: np.ndarray
     numel: int
+    role: str = ""
+    row_fraction: np.ndarray | None = None
 
     @property
     def grad_rms(self) -> np.ndarray:
-        """Root-mean-square gradient entry, ‖g‖/√numel: comparable across layer sizes."""
-        return self.grad_norm / math.sqrt(max(self.numel, 1))
+        """Root-mean-square gradient entry, ‖g‖/√numel: comparable across layer sizes.
+
+        For an embedding whose ``row_fraction`` was measured, the mean runs over the rows that
+        received gradient (numel × the median measured fraction): the rows a batch never
+        touches would otherwise dilute it by their number.
+        """
+        n = float(max(self.numel, 1))
+        rf = self.row_fraction
+        if rf is not None and np.isfinite(rf).any():
+            frac = float(np.nanmedian(rf))
+            n = max(n * frac, 1.0) if frac > 0 else n
+        return self.grad_norm / math.sqrt(n)
 
 
 @dataclass
@@ -97,6 +118,8 @@ class History:
         steps: recorded steps, shape (S,).
         global_grad_norm: ‖g‖ over all monitored parameters, shape (S,).
         loss: the loss passed to ``step`` (NaN when none), shape (S,).
+        has_loss: whether a loss was passed at the step, shape (S,) (default: where ``loss``
+            is not NaN): a NaN loss that was passed is non-finite, one never passed is unknown.
         layers: layer name → :class:`LayerHistory`, in depth order.
         activations: module name → :class:`ActivationHistory`.
         time_profiles: list of (step, ‖∂L/∂u_t‖ array (T,), ‖∂L/∂h_t‖ array or None).
@@ -105,6 +128,9 @@ class History:
             NaN on steps where no clipping was seen.
         skipped: whether a GradScaler skipped the step's optimizer update, shape (S,).
         loss_scale: the GradScaler's scale in force at the step (NaN without one), shape (S,).
+        clip_checked: whether the step's clipping was measured at all, shape (S,) (default:
+            where ``clip_pre`` is known).
+        lints: the misuse lints issued (:class:`gradwatch.monitor.lints.Lint`), in order.
     """
 
     steps: np.ndarray
@@ -118,6 +144,14 @@ class History:
     clip_post: np.ndarray | None = None
     skipped: np.ndarray | None = None
     loss_scale: np.ndarray | None = None
+    clip_checked: np.ndarray | None = None
+    lints: list[Lint] = field(default_factory=list)
+    has_loss: np.ndarray | None = None
+
+    @property
+    def roles(self) -> dict[str, str]:
+        """Layer name → role ("" when unknown), in depth order."""
+        return {name: lh.role for name, lh in self.layers.items()}
 
     def __post_init__(self) -> None:
         S = self.n_steps
@@ -126,6 +160,10 @@ class History:
                 setattr(self, name, np.full(S, np.nan))
         if self.skipped is None:
             self.skipped = np.zeros(S, dtype=bool)
+        if self.has_loss is None:
+            self.has_loss = ~np.isnan(np.asarray(self.loss, dtype=float))
+        if self.clip_checked is None:
+            self.clip_checked = ~np.isnan(np.asarray(self.clip_pre))
 
     @property
     def n_steps(self) -> int:
@@ -133,19 +171,28 @@ class History:
         return int(self.steps.shape[0])
 
     def clip_rate(self, window: int = 100) -> np.ndarray:
-        """Fraction of the last ``window`` recorded steps whose gradient was clipped, shape (S,).
+        """Fraction of the last ``window`` recorded steps that were clipped, among those measured, shape (S,).
 
-        A step counts as clipped when its post-clip norm is below its pre-clip norm.
+        A step counts as clipped when its post-clip norm is below its pre-clip norm by more than
+        a relative 1e-5 — for ``torch.nn.utils.clip_grad_norm_``, exactly when the total norm
+        exceeded ``max_norm``. NaN where no step of the window had its clipping measured
+        (clipping unknown is not "never clipped").
         """
+        from gradwatch.monitor.store import CLIP_RTOL
+
         window = int(window)
         if window < 1:
             raise ConfigError(f"The 'window' parameter of History.clip_rate must be >= 1. Got {window} instead.")
+        checked = np.asarray(self.clip_checked, dtype=bool)
         with np.errstate(invalid="ignore"):
-            clipped = (np.asarray(self.clip_post) < np.asarray(self.clip_pre)).astype(float)
-        csum = np.concatenate([[0.0], np.cumsum(clipped)])
+            clipped = checked & (np.asarray(self.clip_post) < np.asarray(self.clip_pre) * (1 - CLIP_RTOL))
         idx = np.arange(1, self.n_steps + 1)
         lo = np.maximum(idx - window, 0)
-        rate: np.ndarray = (csum[idx] - csum[lo]) / (idx - lo)
+        n_clipped = np.concatenate([[0], np.cumsum(clipped)])
+        n_checked = np.concatenate([[0], np.cumsum(checked)])
+        measured = n_checked[idx] - n_checked[lo]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rate: np.ndarray = np.where(measured > 0, (n_clipped[idx] - n_clipped[lo]) / measured, np.nan)
         return rate
 
     def layer_matrix(self, quantity: str = "grad_norm") -> np.ndarray:
@@ -166,6 +213,7 @@ class History:
             return cls(steps=np.zeros(0, dtype=np.int64), global_grad_norm=np.zeros(0), loss=np.zeros(0), layers={})
         steps = store.steps
         cols = {f: store.layer_column(f) for f in LAYER_FIELDS}
+        row_fraction = store.layer_column("row_fraction")
         layers = {
             name: LayerHistory(
                 grad_norm=cols["grad_norm"][i],
@@ -173,6 +221,8 @@ class History:
                 param_norm=cols["param_norm"][i],
                 update_ratio=cols["update_ratio"][i],
                 numel=store.numels[i],
+                role=store.roles.get(name, ""),
+                row_fraction=row_fraction[i],
             )
             for i, name in enumerate(store.layer_names)
         }
@@ -192,6 +242,9 @@ class History:
             clip_post=store.column("clip_post"),
             skipped=store.column("skipped"),
             loss_scale=store.column("loss_scale"),
+            clip_checked=store.column("clip_checked"),
+            lints=[lint for _, lint in store.lints],
+            has_loss=store.column("has_loss"),
         )
 
     @classmethod
@@ -205,24 +258,141 @@ class History:
 def read_jsonl(path: str | Path) -> History:
     """Read a JSONL log written by :class:`gradwatch.sinks.JSONL` into a :class:`History`.
 
+    Every record is checked before any is used (:func:`check_record`): a field of the
+    wrong type, a negative norm or count, or a number too large for a float is named with
+    its line, so a bad log is refused instead of read as a (healthy) run.
+
     Raises:
-        ConfigError: the file is missing, empty, or a line is not a gradwatch record.
+        ConfigError: the path is missing, a folder or not a regular file (a device such as
+            /dev/zero), the file is not UTF-8 text or holds no records, or a line is not a
+            valid gradwatch record.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"Cannot read the log {str(p)!r}: no such file.")
+    from gradwatch import _checks
+
+    p = _checks.readable_file(path, "log")
     records = []
-    with p.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{p}:{lineno} is not valid JSON ({exc.msg}).") from None
-            if not isinstance(rec, dict) or "step" not in rec or "layers" not in rec:
-                raise ConfigError(f"{p}:{lineno} is not a gradwatch record (needs 'step' and 'layers').")
-            records.append(rec)
+    try:
+        with p.open(encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line, parse_float=_parse_float)
+                except json.JSONDecodeError as exc:
+                    raise ConfigError(f"{p}:{lineno} is not valid JSON ({exc.msg}).") from None
+                except OverflowError as exc:
+                    raise ConfigError(f"{p}:{lineno} holds {exc}.") from None
+                if not isinstance(rec, dict) or "step" not in rec or "layers" not in rec:
+                    raise ConfigError(f"{p}:{lineno} is not a gradwatch record (needs 'step' and 'layers').")
+                problem = check_record(rec)
+                if problem is not None:
+                    raise ConfigError(f"{p}:{lineno}: {problem}.")
+                records.append(rec)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"Cannot read the log {str(p)!r}: it is not UTF-8 text (byte {exc.start} of a line)."
+        ) from None
     if not records:
         raise ConfigError(f"The log {str(p)!r} holds no records.")
-    return History.from_records(records)
+    try:
+        return History.from_records(records)
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:  # what check_record does not cover
+        raise ConfigError(f"The log {str(p)!r} is not a valid gradwatch log ({type(exc).__name__}: {exc}).") from None
+
+
+_MAX_INT = 2**63 - 1  # steps and counts are stored as int64
+_NONFINITE = {"nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # "1e999" in a log is no measurement: refuse it instead of reading inf
+        raise OverflowError(f'the number {text}, too large for a float (a number must fit one; "inf" is written so)')
+    return value
+
+
+def _number(value: Any, *, low: float = -math.inf, high: float = math.inf) -> bool:
+    """A JSON number (or "nan"/"inf"/"-inf") that is NaN or within [low, high]."""
+    if isinstance(value, str) and value.lower() in _NONFINITE:
+        value = float(value)
+    huge_int = isinstance(value, int) and abs(value) > 1e300  # a JSON integer no float can hold
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or huge_int:
+        return False
+    return math.isnan(value) or low <= value <= high
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_INT
+
+
+_NORM = 'a number >= 0 (or "nan", "inf")'
+
+
+def check_record(rec: Mapping[str, Any]) -> str | None:
+    """What is wrong with one JSON record of the monitor's log, or None when it is valid.
+
+    Checks the fields documented at the top of this module: ``step`` and ``numel`` are
+    integers in [0, 2**63 − 1]; norms, maxima, ratios, clip norms and time profiles are
+    numbers >= 0 (or "nan"/"inf", measured non-finite values) or null; fractions lie in
+    [0, 1]; the loss is any number; flags are true/false; tables are objects. Unknown keys
+    are allowed (newer writers may add some).
+    """
+
+    def bad(what: str, valid: str, value: Any) -> str:
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:59] + "…"
+        return f"{what} must be {valid}. Got {shown} instead"
+
+    if not _count(rec["step"]):
+        return bad("'step'", f"an integer in [0, {_MAX_INT}]", rec["step"])
+    layers = rec["layers"]
+    if not isinstance(layers, dict):
+        return bad("'layers'", "an object {layer name: {statistic: value}}", layers)
+    for name, stats in layers.items():
+        if not isinstance(stats, dict):
+            return bad(f"layer {name!r}", "an object {statistic: value}", stats)
+        for key in ("grad_norm", "grad_max", "param_norm", "update_ratio"):
+            if stats.get(key) is not None and not _number(stats[key], low=0):
+                return bad(f"the {key!r} of layer {name!r}", _NORM, stats[key])
+        if stats.get("row_fraction") is not None and not _number(stats["row_fraction"], low=0, high=1):
+            return bad(f"the 'row_fraction' of layer {name!r}", "a number in [0, 1]", stats["row_fraction"])
+        if stats.get("numel") is not None and not _count(stats["numel"]):
+            return bad(f"the 'numel' of layer {name!r}", f"an integer in [0, {_MAX_INT}]", stats["numel"])
+    for key, low in (("global_grad_norm", 0.0), ("loss", -math.inf), ("loss_scale", 0.0)):
+        if rec.get(key) is not None and not _number(rec[key], low=low):
+            return bad(f"{key!r}", _NORM if low == 0 else "a number", rec[key])
+    for key in ("clipped", "skipped"):
+        if key in rec and not isinstance(rec[key], bool):
+            return bad(f"{key!r}", "true or false", rec[key])
+    clip = rec.get("clip")
+    if clip is not None:
+        if not isinstance(clip, dict):
+            return bad("'clip'", "an object {pre, post}", clip)
+        for key in ("pre", "post"):
+            if clip.get(key) is not None and not _number(clip[key], low=0):
+                return bad(f"the clip {key!r} norm", _NORM, clip[key])
+    for key in ("activations", "time_profile", "nonfinite", "roles"):
+        if rec.get(key) is not None and not isinstance(rec[key], dict):
+            return bad(f"{key!r}", "an object", rec[key])
+    for name, act in (rec.get("activations") or {}).items():
+        if not isinstance(act, dict) or not isinstance(act.get("kind", ""), str):
+            return bad(f"activation {name!r}", "an object {kind, fraction, std}", act)
+        if act.get("fraction") is not None and not _number(act["fraction"], low=0, high=1):
+            return bad(f"the 'fraction' of activation {name!r}", "a number in [0, 1]", act["fraction"])
+        if act.get("std") is not None and not _number(act["std"], low=0):
+            return bad(f"the 'std' of activation {name!r}", _NORM, act["std"])
+    profile = rec.get("time_profile") or {}
+    for key in ("input", "hidden"):
+        values = profile.get(key)
+        if (key == "input" and profile and values is None) or (
+            values is not None and (not isinstance(values, list) or not all(_number(v, low=0) for v in values))
+        ):
+            return bad(f"the time profile's {key!r}", "a list of numbers >= 0", values)
+    nf = rec.get("nonfinite")
+    if nf is not None and (not _count(nf.get("step")) or not _count(nf.get("traced_step", 0) or 0)):
+        return bad("the 'nonfinite' step", f"an integer in [0, {_MAX_INT}]", nf.get("step"))
+    lints = rec.get("lints")
+    if lints is not None and (
+        not isinstance(lints, list) or not all(isinstance(x, dict) and _count(x.get("step")) for x in lints)
+    ):
+        return bad("'lints'", "a list of objects with an integer 'step'", lints)
+    return None

@@ -29,7 +29,7 @@ from typing_extensions import Unpack
 
 from gradwatch.errors import GradwatchError, GradwatchWarning, NonFiniteError
 from gradwatch.monitor import distributed
-from gradwatch.monitor.collectors.base import Accumulation, Loop, Params, StepContext, eager, loss_tensor
+from gradwatch.monitor.collectors.base import Accumulation, Loop, Params, StepContext, loss_tensor
 from gradwatch.monitor.collectors.chain import build_chain
 from gradwatch.monitor.config import (
     Layer,
@@ -41,7 +41,8 @@ from gradwatch.monitor.config import (
     select_layers,
 )
 from gradwatch.monitor.history import History, NonFinite
-from gradwatch.monitor.sinks import JSONL, Sink
+from gradwatch.monitor.roles import CallCounter, layer_roles
+from gradwatch.monitor.sinks import JSONL, Sink, close_at_exit
 from gradwatch.monitor.store import Store
 from gradwatch.monitor.verdict import Thresholds, Verdict, verdict
 
@@ -98,24 +99,16 @@ class Monitor:
         self._written = 0
         self._closed = False
         self._accumulation = Accumulation(cfg.accumulation_steps) if cfg.accumulation_steps > 1 else None
-        self._warned_accumulation = False
         self._chain = build_chain(cfg, model, optimizer, scaler, self._params, self._loop)
-        self._first_calls: list[str] = []  # depth order: the order in which layers first run
-        self._order_handles = [
-            modules[layer.name].register_forward_pre_hook(self._order_hook(layer.name)) for layer in self.layers
-        ]
+        # depth order (the order in which layers first run) and loop cells, learnt until the first record
+        self._calls = CallCounter(model, [(layer.name, modules[layer.name]) for layer in self.layers])
+        self._roles = layer_roles(model, [layer.name for layer in self.layers])
         self._handles = []
         if optimizer is not None:
             self._handles.append(optimizer.register_step_pre_hook(self._before_optimizer_step))
             self._handles.append(optimizer.register_step_post_hook(self._after_optimizer_step))
         self._chain.arm(self._loop)
-
-    def _order_hook(self, name: str) -> Any:
-        def hook(module: nn.Module, args: Any) -> None:
-            if name not in self._first_calls:
-                self._first_calls.append(name)
-
-        return eager(hook)
+        close_at_exit(self)  # a crash keeps the records: open monitors are closed at interpreter exit
 
     def _before_optimizer_step(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         loop = self._loop
@@ -132,11 +125,14 @@ class Monitor:
         self._chain.after_optimizer_step(closure_record)
 
     # ------------------------------------------------------------------ the hot path
-    def step(self, loss: torch.Tensor | float | None = None) -> None:
+    def step(self, loss: torch.Tensor | float | None = None, *, clip: torch.Tensor | float | None = None) -> None:
         """Record the current gradients (call after ``backward()``, before or after ``optimizer.step()``).
 
         Args:
             loss: the step's loss, recorded as is (a tensor stays on the device).
+            clip: in a loop that clips before calling ``step()`` (manual loops need no optimizer),
+                the total norm ``clip_grad_norm_`` returned: the record's pre-clip norm; its
+                post-clip norm is the one read now (misuses: :mod:`gradwatch.monitor.lints`).
 
         Raises:
             NonFiniteError: with ``on_nonfinite="raise"``, when a NaN/Inf is found.
@@ -150,19 +146,10 @@ class Monitor:
             ready, loss_t = self._accumulation.add(loss_t)
             if not ready:
                 return
-        elif loop.repeated_call() and not self._warned_accumulation and not self._chain.skip_pending():
-            self._warned_accumulation = True
-            warnings.warn(
-                "Monitor.step() was called twice with no optimizer step in between: with gradient "
-                "accumulation, call it once per optimizer step (after the last micro-batch) or pass "
-                "Monitor(accumulation_steps=k); otherwise each micro-batch's partial gradient is a record.",
-                GradwatchWarning,
-                stacklevel=2,
-            )
         ctx = StepContext(loop.calls, loss_t, self._chain.inverse_scale())
         self._chain.begin()
         loop.last_call_recorded = False
-        if self._store is None and self._first_calls:
+        if self._store is None and self._calls.order:
             self._fix_depth_order()
         if ctx.step % cfg.every == 0:
             if all(p.grad is None for p in self._params.tensors):
@@ -174,6 +161,8 @@ class Monitor:
                 )
             else:
                 self._record(ctx)
+                if clip is not None:
+                    self._chain.clip.report(ctx.step, loss_tensor(clip))  # type: ignore[arg-type]
         loop.calls += 1
         self._chain.end()
         self._chain.arm(loop)
@@ -248,13 +237,12 @@ class Monitor:
     def _fix_depth_order(self) -> None:
         if self._store is not None:
             return
-        order = depth_order(self.layers, self._first_calls)
+        order = depth_order(self.layers, self._calls.order)
         self._params.depth_order = np.asarray(order, dtype=np.int64)
         layers = [self.layers[i] for i in order]
-        self._store = Store([x.name for x in layers], [x.numel for x in layers], grad_max=self.config.grad_max)
-        for h in self._order_handles:  # they have done their job
-            h.remove()
-        self._order_handles = []
+        self._store = Store([x.name for x in layers], [x.numel for x in layers])
+        self._store.roles = self._calls.roles(self._roles)
+        self._calls.stop()  # it has done its job
 
     def _sync(self) -> None:
         """Move every collector's pending device tensors to the host in one transfer; fill the store."""
@@ -291,13 +279,13 @@ class Monitor:
 
     @property
     def first_nonfinite(self) -> NonFinite | None:
-        """The first NaN/Inf recorded (step, module, tensor), or None (syncs first)."""
+        """The first NaN/Inf recorded (step, origin "forward"/"backward", module, tensor), or None (syncs first)."""
         store = self.store
         return None if store is None else store.nonfinite
 
-    def verdict(self, thresholds: Thresholds | None = None) -> Verdict:
-        """Diagnose the recorded gradient flow: vanishing, exploding, nonfinite or healthy."""
-        return verdict(self.history, thresholds or self.thresholds)
+    def verdict(self, thresholds: Thresholds | None = None, *, chance_loss: float | None = None) -> Verdict:
+        """Diagnose the recorded gradient flow (status, where, evidence, advice, events); see ``gw.verdict``."""
+        return verdict(self.history, thresholds or self.thresholds, chance_loss=chance_loss)
 
     def records(self) -> list[dict[str, Any]]:
         """The JSON records so far (what the JSONL sink writes), built from the store (syncs first)."""
@@ -316,10 +304,10 @@ class Monitor:
         return summary_table(self.history, {layer.name: layer.module_type for layer in self.layers})
 
     def plot(self, path: str | Path) -> Path:
-        """Write the layer × step heat map of log10 ‖g‖ with saturation and update-ratio panels (PNG)."""
+        """Write the gradient-flow figure (``gradwatch.monitor.plot.history_figure``) with the verdict's events (PNG)."""
         from gradwatch.monitor.plot import plot_history
 
-        return plot_history(self.history, path)
+        return plot_history(self.history, path, verdict=self.verdict())
 
     # ------------------------------------------------------------------ lifetime
     def close(self) -> None:
@@ -327,9 +315,10 @@ class Monitor:
         if self._closed:
             return
         try:
-            for h in [*self._order_handles, *self._handles]:
+            self._calls.stop()
+            for h in self._handles:
                 h.remove()
-            self._order_handles, self._handles = [], []
+            self._handles = []
             self._chain.close()
             self._sync()
             self._write_sinks(final=True)

@@ -1,16 +1,22 @@
-"""Locating the first NaN/Inf: forward outputs, gradients w.r.t. outputs and inputs.
+"""Locating the first NaN/Inf: forward or backward, which module, which tensor.
 
-The monitor always checks parameter gradients (from the per-parameter max |g| it computes
-anyway). :class:`NonFiniteTracer` adds hooks on every leaf module that check, on the
-device and without a host sync, whether each forward output, each gradient w.r.t. a
-module's output and each gradient w.r.t. a module's input is finite. The flags are kept
-in call order and read at the monitor's next sync, so the earliest offending tensor of the
-earliest step is found: that is where the NaN/Inf came from.
+By default the monitor pays nothing extra for this: at each sync it reads the loss and the
+per-parameter gradient maxima it moves to the host anyway. A non-finite loss means the
+forward pass made the value (``origin="forward"``); a finite loss with non-finite
+gradients means the backward pass did (``origin="backward"``), and since a backward NaN
+reaches every layer *before* it but none after it, the deepest layer whose gradient is
+non-finite brackets where it arose. :class:`NonFiniteTracer` adds hooks on every leaf
+module that check, on the device and without a host sync, whether each forward output,
+each gradient w.r.t. a module's output and each gradient w.r.t. a module's input is
+finite; the flags are kept in call order and read at the monitor's next sync, so the
+earliest offending tensor of the earliest step is found. The monitor arms it for good
+with ``trace_nonfinite=True``, and by default (``"auto"``) only once a non-finite value
+has been seen, so that the next occurrence is located precisely.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -21,9 +27,24 @@ from torch.utils.hooks import RemovableHandle
 
 from gradwatch.errors import NonFiniteError
 
-__all__ = ["TENSOR_KINDS", "NonFinite", "NonFiniteError", "NonFiniteTracer"]
+__all__ = ["ORIGINS", "TENSOR_KINDS", "NonFinite", "NonFiniteError", "NonFiniteTracer"]
 
-TENSOR_KINDS = ("forward output", "gradient w.r.t. output", "gradient w.r.t. input", "parameter gradient")
+TENSOR_KINDS = (
+    "loss",
+    "forward output",
+    "gradient w.r.t. output",
+    "gradient w.r.t. input",
+    "parameter gradient",
+    "parameter",
+)
+ORIGINS = ("forward", "backward")
+_ORIGIN_OF_KIND = {
+    "loss": "forward",
+    "forward output": "forward",
+    "gradient w.r.t. output": "backward",
+    "gradient w.r.t. input": "backward",
+    "parameter gradient": "backward",
+}
 
 
 @dataclass(frozen=True)
@@ -32,11 +53,20 @@ class NonFinite:
 
     Attributes:
         step: the optimizer step (0-based count of ``Monitor.step`` calls).
-        module: qualified name of the module ("" is the model itself).
-        tensor: "forward output", "gradient w.r.t. output", "gradient w.r.t. input" or
-            "parameter gradient".
-        parameter: the parameter's qualified name, for parameter gradients.
+        module: qualified name of the module ("" is the model itself, e.g. for the loss).
+        tensor: "loss", "forward output", "gradient w.r.t. output", "gradient w.r.t. input"
+            or "parameter gradient".
+        parameter: the parameter's qualified name, for parameter gradients; for a backward
+            origin read from the gradient norms, the deepest non-finite parameter gradient
+            (when ``module`` is then the one module of the user's own that ran right after its
+            layer, ``tensor`` is "gradient w.r.t. input": inferred, not traced).
         value: "nan", "inf" or "nan/inf" — what was found.
+        origin: "forward" (the loss itself was non-finite, or a traced forward output),
+            "backward" (finite loss, non-finite gradients; or a traced gradient), or None
+            (unknown: no loss was passed to ``step()`` and every layer's gradient was
+            non-finite).
+        traced_step: when ``module``/``tensor`` come from the tracing hooks armed after
+            ``step`` (a later occurrence), the step they were traced at; else None.
     """
 
     step: int
@@ -44,6 +74,8 @@ class NonFinite:
     tensor: str
     parameter: str | None = None
     value: str = "nan/inf"
+    origin: str | None = None
+    traced_step: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The record's ``nonfinite`` object."""
@@ -53,11 +85,53 @@ class NonFinite:
             "tensor": self.tensor,
             "parameter": self.parameter,
             "value": self.value,
+            "origin": self.origin,
+            "traced_step": self.traced_step,
         }
 
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> NonFinite:
+        """Read a record's ``nonfinite`` object back (logs written before ``origin`` existed too)."""
+        traced = obj.get("traced_step")
+        return cls(
+            step=int(obj["step"]),
+            module=str(obj.get("module", "")),
+            tensor=str(obj.get("tensor", "parameter gradient")),
+            parameter=obj.get("parameter"),
+            value=str(obj.get("value", "nan/inf")),
+            origin=obj.get("origin"),
+            traced_step=None if traced is None else int(traced),
+        )
+
+    @staticmethod
+    def origin_of(tensor: str) -> str | None:
+        """The pass that makes a tensor kind: "forward", "backward" (None for "parameter")."""
+        return _ORIGIN_OF_KIND.get(tensor)
+
     def __str__(self) -> str:
-        what = f"{self.tensor} of {self.parameter!r}" if self.parameter else self.tensor
-        return f"first {self.value} at step {self.step} in module {self.module or '(model)'!r}: {what}"
+        inferred = self.parameter is not None and self.tensor != "parameter gradient"
+        where = f"{self.tensor} of {self.parameter!r}" if self.parameter and not inferred else self.tensor
+        if inferred:
+            where += (
+                f" (inferred: {self.parameter!r} is the deepest parameter gradient that is non-finite, and "
+                f"{self.module!r} the only module of your own that ran right after its layer)"
+            )
+        if self.traced_step is not None and self.traced_step != self.step:
+            where += f" (located when it recurred at step {self.traced_step})"
+        if self.origin == "forward":
+            how = (
+                "made in the forward pass"
+                if self.tensor != "loss"
+                else "the loss was already non-finite: made in the forward pass "
+                "(Monitor(trace_nonfinite=True) names the module even when it does not recur)"
+            )
+        elif self.origin == "backward":
+            how = "made in the backward pass (the loss was finite)"
+            if self.tensor == "parameter gradient" and self.traced_step is None:
+                how += " at or after this layer: every layer after it has a finite gradient"
+        else:
+            how = "pass the loss to mon.step(loss) to tell the forward from the backward pass"
+        return f"first {self.value} at step {self.step} in module {self.module or '(model)'!r}: {where} — {how}"
 
 
 def register_tensor_hook(t: torch.Tensor, hook: Callable[[torch.Tensor], None]) -> None:
@@ -98,11 +172,17 @@ class NonFiniteTracer:
     Args:
         modules: (qualified name, module) pairs to watch (the monitor passes leaf modules).
         current_step: returns the step the current forward/backward belongs to.
+        check_params: also flag, before each forward, whether the module's own parameters
+            are finite ("parameter"): after a non-finite update every later forward is
+            non-finite because of the weights, which is then not where a NaN came from.
     """
 
-    def __init__(self, modules: list[tuple[str, nn.Module]], current_step: Callable[[], int]) -> None:
+    def __init__(
+        self, modules: list[tuple[str, nn.Module]], current_step: Callable[[], int], *, check_params: bool = False
+    ) -> None:
         self._modules = modules
         self._current_step = current_step
+        self.check_params = check_params
         self._handles: list[RemovableHandle] = []
         self.flags: list[tuple[int, int, str, str, torch.Tensor]] = []
         self._seq = 0
@@ -127,10 +207,17 @@ class NonFiniteTracer:
             h.remove()
         self._handles.clear()
 
+    @property
+    def attached(self) -> bool:
+        """Whether the hooks are registered."""
+        return bool(self._handles)
+
     def _pre_hook(self, name: str) -> Callable[..., None]:
         def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
             if not torch.is_grad_enabled():
                 return
+            if self.check_params:
+                self._add(name, "parameter", [p.detach() for p in module.parameters(recurse=False)])
             for t in _tensors(args):
                 if t.requires_grad:
                     register_tensor_hook(t, lambda g: self._add(name, "gradient w.r.t. input", [g]))

@@ -5,7 +5,9 @@ the monitor syncs, and is closed with the monitor. Every sink raises ``SinkClose
 when written after ``close()``, and checks at construction that its path can be written.
 
 - :class:`JSONL` — one JSON object per recorded step, appended as it goes (the file is
-  opened, appended and closed at each sync: a crash loses at most one sync window).
+  opened, appended and closed at each sync). A monitor still open when the interpreter
+  exits — the program ended, or raised — is closed then (:func:`close_at_exit`), so its
+  pending records reach the sinks; only a hard kill loses them (at most one sync window).
 - :class:`CSV` — one row per (step, layer), a header written once.
 - :class:`TensorBoard` — scalars through ``torch.utils.tensorboard.SummaryWriter``
   (needs the ``tensorboard`` package: ``pip install gradwatch[tensorboard]``).
@@ -14,17 +16,47 @@ when written after ``close()``, and checks at construction that its path can be 
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import csv
 import json
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from gradwatch.errors import GradwatchError, SinkClosedError, check_writable
 
-__all__ = ["CSV", "JSONL", "Sink", "SinkClosedError", "TensorBoard", "WandB", "flat_scalars"]
+__all__ = ["CSV", "JSONL", "Sink", "SinkClosedError", "TensorBoard", "WandB", "close_at_exit", "flat_scalars"]
 
 Record = Mapping[str, Any]
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+# Held weakly: an exit hook must not keep a monitor (and through it the model) alive.
+_open_at_exit: weakref.WeakSet[_Closable] = weakref.WeakSet()
+
+
+def close_at_exit(obj: _Closable) -> None:
+    """Call ``obj.close()`` at interpreter exit if it is still alive then (``close`` must be idempotent).
+
+    The monitor registers itself, so a program that ends — also by an uncaught exception —
+    flushes the records still pending below ``sync_every`` to its sinks. Only a weak
+    reference is kept; errors at exit are ignored (the interpreter is going away).
+    """
+    if not _open_at_exit:
+        atexit.unregister(_close_all)  # registered once, however many monitors come and go
+        atexit.register(_close_all)
+    _open_at_exit.add(obj)
+
+
+def _close_all() -> None:
+    for obj in list(_open_at_exit):
+        with contextlib.suppress(Exception):
+            obj.close()
 
 
 class Sink(Protocol):
@@ -144,6 +176,8 @@ def flat_scalars(record: Record) -> dict[str, float]:
     if clip:
         put("gradwatch/clip/pre", clip.get("pre"))
         put("gradwatch/clip/post", clip.get("post"))
+    if "clipped" in record:  # only on steps whose clipping was measured
+        put("gradwatch/clipped", 1.0 if record["clipped"] else 0.0)
     if "skipped" in record:
         put("gradwatch/skipped", 1.0 if record["skipped"] else 0.0)
     for name, s in record["layers"].items():

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +24,9 @@ import numpy.typing as npt
 from gradwatch._output import from_json_number, to_json_number
 from gradwatch.monitor.history import LAYER_FIELDS
 from gradwatch.monitor.nonfinite import NonFinite
+
+if TYPE_CHECKING:
+    from gradwatch.monitor.lints import Lint
 
 __all__ = ["LAYER_FIELDS", "SKIP_REASON", "Store"]
 
@@ -33,7 +36,17 @@ FloatArray = npt.NDArray[np.float64]
 Rows = npt.NDArray[np.int64] | npt.NDArray[np.bool_] | Sequence[int] | slice
 # step-level float columns, and the boolean columns that say a value was measured
 _FLOATS = ("global_grad_norm", "loss", "loss_scale", "clip_pre", "clip_post")
-_FLAGS = ("has_loss", "has_loss_scale", "has_clip", "has_param_norm", "has_update_ratio", "skipped")
+_FLAGS = (
+    "has_loss",
+    "has_loss_scale",
+    "has_clip",
+    "has_grad_max",
+    "has_param_norm",
+    "has_update_ratio",
+    "skipped",
+    "clip_checked",
+)
+CLIP_RTOL = 1e-5  # a step counts as clipped when its post-clip norm is below pre · (1 − CLIP_RTOL)
 
 
 class _Activation:
@@ -52,13 +65,11 @@ class Store:
     Args:
         layers: layer names in depth order.
         numels: monitored parameter count of each layer (same order).
-        grad_max: whether max |g| is measured (its JSON value is null otherwise).
     """
 
-    def __init__(self, layers: Sequence[str], numels: Sequence[int], *, grad_max: bool = True) -> None:
+    def __init__(self, layers: Sequence[str], numels: Sequence[int]) -> None:
         self.layer_names = list(layers)
         self.numels = [int(n) for n in numels]
-        self.grad_max = grad_max
         self.n = 0
         self.version = 0  # bumped by every write: History views are cached per version
         self._cap = 64
@@ -66,10 +77,12 @@ class Store:
         self._steps = np.zeros(self._cap, dtype=np.int64)
         self._floats = {f: np.full(self._cap, np.nan) for f in _FLOATS}
         self._flags = {f: np.zeros(self._cap, dtype=bool) for f in _FLAGS}
-        self._layers = {f: np.full((L, self._cap), np.nan) for f in LAYER_FIELDS}
+        self._layers = {f: np.full((L, self._cap), np.nan) for f in (*LAYER_FIELDS, "row_fraction")}
+        self.roles: dict[str, str] = {}  # layer name -> role (gradwatch.monitor.roles), written in row 0's record
         self.activations: dict[str, _Activation] = {}
         self.time_profiles: list[tuple[int, FloatArray, FloatArray | None]] = []  # (row, input, hidden)
         self.nonfinite: NonFinite | None = None
+        self.lints: list[tuple[int, Lint]] = []  # (row whose record carries it, lint)
 
     # ------------------------------------------------------------------ writing
     def add_row(self, step: int) -> int:
@@ -101,11 +114,11 @@ class Store:
 
     def set(self, field: str, rows: Rows, values: npt.ArrayLike) -> None:
         """Write a step-level column at ``rows``; marks the values measured (``has_<field>``)."""
-        if field == "skipped":
-            self._flags["skipped"][rows] = values
+        if field in ("skipped", "clip_checked"):
+            self._flags[field][rows] = values
         else:
             self._floats[field][rows] = values
-        flag = "has_clip" if field.startswith("clip_") else f"has_{field}"
+        flag = "has_clip" if field in ("clip_pre", "clip_post") else f"has_{field}"
         if flag in self._flags:
             self._flags[flag][rows] = True
         self.version += 1
@@ -130,11 +143,23 @@ class Store:
         self.time_profiles.append((row, inputs, hidden))
         self.version += 1
 
-    def set_nonfinite(self, nf: NonFinite) -> None:
-        """Note the first non-finite value (kept only the first time)."""
-        if self.nonfinite is None:
+    def set_nonfinite(self, nf: NonFinite, *, refine: bool = False) -> None:
+        """Note the first non-finite value (kept only the first time, unless ``refine``: a better location)."""
+        if self.nonfinite is None or refine:
             self.nonfinite = nf
             self.version += 1
+
+    def add_lint(self, lint: Lint) -> None:
+        """Note a misuse lint; the newest row's record carries it."""
+        self.lints.append((max(self.n - 1, 0), lint))
+        self.version += 1
+
+    def clipped(self) -> npt.NDArray[np.bool_]:
+        """Whether each step's gradient was clipped: post-clip norm below pre · (1 − CLIP_RTOL), shape (n,)."""
+        pre, post = self._floats["clip_pre"][: self.n], self._floats["clip_post"][: self.n]
+        with np.errstate(invalid="ignore"):
+            out: npt.NDArray[np.bool_] = self._flags["has_clip"][: self.n] & (post < pre * (1 - CLIP_RTOL))
+        return out
 
     # ------------------------------------------------------------------ reading
     @property
@@ -158,9 +183,7 @@ class Store:
         if end <= start:
             return []
         rows = slice(start, end)
-        layer_vals = {
-            f: _json_rows(self._layers[f][:, rows].T) for f in LAYER_FIELDS if f != "grad_max" or self.grad_max
-        }
+        layer_vals = {f: _json_rows(self._layers[f][:, rows].T) for f in LAYER_FIELDS}
         ggn = _json_list(self._floats["global_grad_norm"][rows])
         loss = _json_list(self._floats["loss"][rows])
         flags = {k: v[rows].tolist() for k, v in self._flags.items()}
@@ -177,25 +200,37 @@ class Store:
                     "std": to_json_number(a.std[j]),
                 }
         nf = self.nonfinite
+        clipped = self.clipped()[rows].tolist()
+        lints: dict[int, list[dict[str, Any]]] = {}
+        for r, lint in self.lints:
+            if start <= r < end:
+                lints.setdefault(r, []).append(lint.to_json())
         no_max = [None] * len(self.layer_names)
+        row_frac = self._layers["row_fraction"][:, rows]  # embeddings only: a key where measured
+        sparse_layers = np.flatnonzero(np.isfinite(row_frac).any(axis=1)).tolist()
         out = []
         for k, step in enumerate(self._steps[rows].tolist()):
             r = start + k
             pn = layer_vals["param_norm"][k] if flags["has_param_norm"][k] else no_max
             ur = layer_vals["update_ratio"][k] if flags["has_update_ratio"][k] else no_max
-            gm = layer_vals["grad_max"][k] if self.grad_max else no_max
+            gm = layer_vals["grad_max"][k] if flags["has_grad_max"][k] else no_max
             layers = {
                 n: {"grad_norm": g, "grad_max": m, "param_norm": p, "update_ratio": u, "numel": c}
                 for n, g, m, p, u, c in zip(
                     self.layer_names, layer_vals["grad_norm"][k], gm, pn, ur, self.numels, strict=True
                 )
             }
+            for i in sparse_layers:
+                if np.isfinite(row_frac[i, k]):
+                    layers[self.layer_names[i]]["row_fraction"] = float(row_frac[i, k])
             rec: dict[str, Any] = {
                 "step": step,
                 "global_grad_norm": ggn[k],
                 "loss": loss[k] if flags["has_loss"][k] else None,
                 "layers": layers,
             }
+            if r == 0 and self.roles:
+                rec["roles"] = dict(self.roles)
             if flags["has_loss_scale"][k]:
                 rec["loss_scale"] = scale[k]
             if r in profiles:
@@ -208,23 +243,29 @@ class Store:
                 rec["activations"] = acts[r]
             if flags["has_clip"][k]:
                 rec["clip"] = {"pre": pre[k], "post": post[k]}
+            if flags["clip_checked"][k]:
+                rec["clipped"] = clipped[k]
             if flags["skipped"][k]:
                 rec["skipped"] = True
                 rec["skip_reason"] = SKIP_REASON
-            if nf is not None and nf.step == step:
+            if nf is not None and step in (nf.step, nf.traced_step):
                 rec["nonfinite"] = nf.to_json()
+            if r in lints:
+                rec["lints"] = lints[r]
             out.append(rec)
         return out
 
     @classmethod
     def from_records(cls, records: Sequence[Mapping[str, Any]]) -> Store:
         """Rebuild a store from JSON records (as the JSONL sink writes them)."""
+        from gradwatch.monitor.lints import Lint
+
         names: dict[str, int] = {}
         for r in records:
             for name, stats in r.get("layers", {}).items():
                 names.setdefault(name, int(stats.get("numel", 0) or 0))
-        has_max = any(s.get("grad_max") is not None for r in records for s in r.get("layers", {}).values())
-        store = cls(list(names), list(names.values()), grad_max=has_max or not records)
+        store = cls(list(names), list(names.values()))
+        store.roles = dict(next((r["roles"] for r in records if r.get("roles")), {}))
         index = {n: i for i, n in enumerate(names)}
         S, L = len(records), len(names)
         for r in records:
@@ -237,7 +278,11 @@ class Store:
         store.set("clip_pre", clipped, [from_json_number(records[i]["clip"].get("pre")) for i in clipped])
         store.set("clip_post", clipped, [from_json_number(records[i]["clip"].get("post")) for i in clipped])
         store.set("skipped", rows, [bool(r.get("skipped", False)) for r in records])
-        for f in LAYER_FIELDS:
+        # "clipped" marks every step whose clipping was checked; logs from before it existed
+        # carry "clip" only, and were checked on every step when they carry it at all
+        new_format = any("clipped" in r for r in records)
+        store.set("clip_checked", rows, [("clipped" in r) if new_format else bool(clipped) for r in records])
+        for f in (*LAYER_FIELDS, "row_fraction"):
             m = np.full((S, L), np.nan)
             measured = np.zeros(S, dtype=bool)
             for i, r in enumerate(records):
@@ -263,16 +308,10 @@ class Store:
                     None if hid is None else np.array([from_json_number(v) for v in hid]),
                 )
             nf = r.get("nonfinite")
-            if nf and store.nonfinite is None:
-                store.set_nonfinite(
-                    NonFinite(
-                        step=int(nf["step"]),
-                        module=str(nf["module"]),
-                        tensor=str(nf["tensor"]),
-                        parameter=nf.get("parameter"),
-                        value=str(nf.get("value", "nan/inf")),
-                    )
-                )
+            if nf:  # a later copy (at its traced step) carries the refined location
+                store.set_nonfinite(NonFinite.from_json(nf), refine=nf.get("traced_step") is not None)
+            for lint in r.get("lints") or []:
+                store.lints.append((i, Lint.from_json(lint)))
         return store
 
 

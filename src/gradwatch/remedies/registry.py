@@ -218,6 +218,7 @@ _HOW: dict[str, dict[str, Any]] = {
         "not_in_runner": "the runner trains in float32; use torch.amp.GradScaler in a mixed-precision loop"
     },
     "data:check": {"not_in_runner": "it is a check of your data, not a change to training"},
+    "numerics:guard": {"not_in_runner": "it is a change to your model's forward code"},
     "gpu": {"not_in_runner": "it changes speed, not gradients; pass device='cuda' (--device cuda)"},
 }
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import tempfile
+import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from gradwatch.errors import ConfigError
 from gradwatch.experiments import Result, RunStore
 from gradwatch.monitor.history import read_jsonl
 from gradwatch.monitor.plot import plot_history
-from gradwatch.report.pages import StoreRow, run_store_page
+from gradwatch.report.pages import InvalidRow, StoreRow, run_store_page
 
 __all__ = ["group_results", "render_store", "write_report"]
 
@@ -41,10 +43,12 @@ def _curves_figure(groups: dict[tuple[str, int], list[Result]]) -> Figure:
         errs = np.array([r.error for r in runs if r.steps == steps], dtype=float)
         if errs.size == 0:
             continue
-        mean = np.nanmean(errs, axis=0)
+        with warnings.catch_warnings():  # a step where every seed's error is NaN is a gap, not a warning
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean, low, high = np.nanmean(errs, axis=0), np.nanmin(errs, axis=0), np.nanmax(errs, axis=0)
         ax.plot(steps, mean, color=f"C{i % 10}", label=f"{label}, T={length} ({len(errs)} seeds)")
         if len(errs) > 1:
-            ax.fill_between(steps, np.nanmin(errs, axis=0), np.nanmax(errs, axis=0), color=f"C{i % 10}", alpha=0.2)
+            ax.fill_between(steps, low, high, color=f"C{i % 10}", alpha=0.2)
     ax.set_xlabel("training step")
     ax.set_ylabel("held-out error rate")
     ax.set_title("Learning curves (line: mean over seeds; band: min–max)")
@@ -115,21 +119,13 @@ def render_store(root: str | Path) -> str:
     p = Path(root)
     if not p.is_dir():
         raise ConfigError(f"{str(p)!r} is not a folder (expected a run store written by gradwatch sweep).")
-    results = RunStore(p).results()
+    store = RunStore(p)
+    results, invalid = store.results(), store.invalid()
     if not results:
-        raise ConfigError(f"The run store {str(p)!r} holds no finished run (no */result.json).")
+        detail = f"; {len(invalid)} invalid, e.g. {invalid[0].run_id}: {invalid[0].reason}" if invalid else ""
+        raise ConfigError(f"The run store {str(p)!r} holds no finished run (no valid */result.json{detail}).")
     groups = group_results(results)
-    rows = [
-        StoreRow(
-            label=label,
-            length=length,
-            n_seeds=len(runs),
-            n_solved=sum(r.success for r in runs),
-            mean_error=float(np.nanmean([r.final_error for r in runs])),
-            verdicts=sorted({r.verdict.get("status", "?") for r in runs}),
-        )
-        for (label, length), runs in groups.items()
-    ]
+    rows = [_row(label, length, runs) for (label, length), runs in groups.items()]
     figures: list[tuple[str, Figure | bytes]] = [
         ("Learning curves", _curves_figure(groups)),
         ("Success rate vs length", _success_figure(results)),
@@ -144,6 +140,21 @@ def render_store(root: str | Path) -> str:
         rows=rows,
         figures=figures,
         flows=_flow_images(p, groups),
+        invalid=[InvalidRow(bad.run_id, bad.reason) for bad in invalid],
+    )
+
+
+def _row(label: str, length: int, runs: list[Result]) -> StoreRow:
+    """One summary row; a diverged or non-finite run is a failure, never an error of 0 in the mean."""
+    finite = [r.final_error for r in runs if not r.diverged and math.isfinite(r.final_error)]
+    return StoreRow(
+        label=label,
+        length=length,
+        n_seeds=len(runs),
+        n_solved=sum(r.success for r in runs),
+        mean_error=float(np.mean(finite)) if finite else math.nan,
+        verdicts=sorted({str(r.verdict.get("status", "?")) for r in runs}),
+        n_failed=len(runs) - len(finite),
     )
 
 

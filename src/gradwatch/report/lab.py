@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from gradwatch import _checks
-from gradwatch._output import atomic_write_text, dump_json, json_safe, prepare_folder, save_figure
-from gradwatch.errors import check_writable
+from gradwatch import _checks, _limits
+from gradwatch._output import atomic_write_text, check_figure_path, dump_json, json_safe, prepare_folder, save_figure
+from gradwatch.report import lab_sizes  # registers each model's size estimate on import
 from gradwatch.theory import doya, landscape, rnn, spectrum
 
 __all__ = [
@@ -49,8 +49,12 @@ class LabRun:
     draw: Callable[[Path], None]
 
     def save_figure(self, path: str | Path) -> Path:
-        """Write the figure as PNG to ``path``; raises OutputError when it cannot be written."""
-        p = check_writable(path, "plot file")
+        """Write the figure to ``path`` (PNG for .png; the extension picks the format).
+
+        Raises:
+            ConfigError: an extension matplotlib cannot write; OutputError: an unwritable path.
+        """
+        p = check_figure_path(path)
         self.draw(p)
         return p
 
@@ -66,18 +70,26 @@ def _positive(a: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- rnn
-def lab_rnn(hidden: int = 32, gamma: float = 0.9, steps: int = 60, seed: int = 0, n_input: int = 1) -> LabRun:
+def lab_rnn(
+    hidden: int = 32, gamma: float = 0.9, steps: int = 60, seed: int = 0, n_input: int = 1, *, limits: bool = True
+) -> LabRun:
     """Sigmoid RNN: Jacobian products vs bounds, and ∇_θ L as a sum of per-step terms.
 
     A random sigmoid RNN with spectral radius ``gamma`` runs ``steps`` steps on inputs
     U(−1, 1); the loss is ½‖x_T − y‖² with y ~ U(0, 1). ``autograd_rel_err`` is the relative
     error between the sum of terms and torch autograd's gradient (float64).
+
+    Raises:
+        ConfigError: a parameter outside its range, or sizes over the memory/time limits
+            (``limits=False`` lifts them; see gradwatch._limits).
     """
     owner = "lab rnn"
     _checks.positive_int(hidden, "hidden", owner)
     _checks.interval(gamma, "gamma", owner, 0, low_open=True)
     _checks.positive_int(n_input, "n_input", owner)
     T = _checks.positive_int(steps, "steps", owner)
+    _checks.seed(seed, "seed", owner)
+    _limits.enforce(owner, {"hidden": hidden, "steps": T, "n_input": n_input}, limits=limits)
     net = rnn.random_sigmoid_rnn(hidden, gamma, n_input=n_input, seed=seed)
     u = rnn.random_inputs(T, net.n_input, seed=seed)
     target = np.random.default_rng([seed, 3]).uniform(0.0, 1.0, net.n_hidden)
@@ -132,9 +144,16 @@ def lab_rnn(hidden: int = 32, gamma: float = 0.9, steps: int = 60, seed: int = 0
 
 
 # --------------------------------------------------------------------------- note 3
-def lab_note3(eps: float = 0.8, c: float = 0.5, n: int = 40) -> LabRun:
-    """The article's note 3: W_rec = [[0, 2], [ε, 0]], σ′ ≡ c; γ ≥ 1 yet products may vanish."""
-    _checks.positive_int(n, "n", "lab note3")
+def lab_note3(eps: float = 0.8, c: float = 0.5, n: int = 40, *, limits: bool = True) -> LabRun:
+    """The article's note 3: W_rec = [[0, 2], [ε, 0]], σ′ ≡ c; γ ≥ 1 yet products may vanish.
+
+    Raises:
+        ConfigError: a parameter outside its range, or ``n`` over the memory/time limits.
+    """
+    owner = "lab note3"
+    _checks.interval(eps, "eps", owner, 0, low_open=True)
+    _checks.interval(c, "c", owner, 0, 1, low_open=True)
+    _limits.enforce(owner, {"n": _checks.positive_int(n, "n", owner)}, limits=limits)
     res = rnn.note3(eps, c, n)
     summary = {
         "eps": res.eps,
@@ -176,6 +195,8 @@ def lab_doya(
     steps: int = 1000,
     far_x0: float = 0.1,
     delta: float = 1e-6,
+    *,
+    limits: bool = True,
 ) -> LabRun:
     """Doya's network: folds, bistable interval, hysteresis sweep, sensitivities near/far.
 
@@ -183,10 +204,18 @@ def lab_doya(
     x(0) = ``far_x0``. The sensitivities in ``sensitivity`` are the article's
     finite-difference quotients Δx(T)/Δx(0), Δx(T)/Δb (step ``delta``); the autograd
     derivatives are given beside them with the suffix ``_autograd``.
+
+    Raises:
+        ConfigError: a parameter outside its range, or ``steps`` over the memory/time limits.
     """
     owner = "lab doya"
+    for name, value in (("w", w), ("b", b), ("b_min", b_min)):
+        _checks.finite(value, name, owner)
+    _checks.interval(b_max, "b_max", owner, b_min, low_open=True)
     _checks.interval(eps, "eps", owner, 0, 1, low_open=True)
     _checks.positive_int(steps, "steps", owner)
+    lab_sizes.check_doya_eps(eps, limits=limits)
+    _limits.enforce(owner, {"steps": steps}, context={"eps": eps}, limits=limits)
     _checks.interval(far_x0, "far_x0", owner, 0, 1)
     _checks.interval(delta, "delta", owner, 0, low_open=True)
     fl = doya.folds(w)
@@ -284,12 +313,23 @@ def lab_landscape(
     b_max: float = -2.0,
     eps: float = 0.1,
     steps: int = 600,
+    *,
+    limits: bool = True,
 ) -> LabRun:
-    """The geometric model: L(b) = (target − x(T))², its wall, and the gradient spike there."""
+    """The geometric model: L(b) = (target − x(T))², its wall, and the gradient spike there.
+
+    Raises:
+        ConfigError: a parameter outside its range (every number must be finite), no wall
+            in [b_min, b_max], or ``steps`` over the memory/time limits.
+    """
     owner = "lab landscape"
+    for name, value in (("w", w), ("target", target), ("b_min", b_min)):
+        _checks.finite(value, name, owner)
+    _checks.interval(b_max, "b_max", owner, b_min, low_open=True)
     _checks.positive_int(steps, "steps", owner)
     _checks.interval(eps, "eps", owner, 0, 1, low_open=True)
     _checks.interval(x0, "x0", owner, 0, 1)
+    _limits.enforce(owner, {"steps": steps}, limits=limits)
     wl = landscape.wall(w=w, x0=x0, target=target, b_min=b_min, b_max=b_max, eps=eps, n_steps=steps)
     summary = {
         "w": w,
@@ -357,12 +397,17 @@ def lab_spectrum(
     input_size: int = 8,
     input_scale: float = 1.0,
     burn_in: int = 0,
+    *,
+    limits: bool = True,
 ) -> LabRun:
     """Lyapunov exponents and Jacobian singular values of a freshly initialized cell.
 
     ``cell`` is "rnn" (tanh), "gru", "lstm" (torch's default init, seeded) or "linear"
     (h ↦ W h with W Gaussian, spectral radius 1; its exact exponents ln|eig(W)| are
     reported as ``expected``). Inputs are i.i.d. N(0, input_scale²).
+
+    Raises:
+        ConfigError: a parameter outside its range, or sizes over the memory/time limits.
     """
     owner = "lab spectrum"
     kind = _checks.choice(cell, "cell", owner, (*spectrum.CELL_KINDS, "linear"))
@@ -371,6 +416,9 @@ def lab_spectrum(
     m = _checks.positive_int(input_size, "input_size", owner)
     scale = _checks.interval(input_scale, "input_scale", owner, 0)
     _checks.positive_int(burn_in, "burn_in", owner, minimum=0)
+    _checks.seed(seed, "seed", owner)
+    sizes = {"hidden": H, "steps": T, "input_size": m, "burn_in": burn_in}
+    _limits.enforce(owner, sizes, context={"cell": kind}, limits=limits)
     expected = None
     gen = torch.Generator().manual_seed(seed)
     if kind == "linear":

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from gradwatch._output import png_data_uri
 
-__all__ = ["StoreRow", "render", "reproduce_page", "run_store_page"]
+__all__ = ["InvalidRow", "StoreRow", "render", "reproduce_page", "run_store_page"]
 
 
 @functools.cache
@@ -40,7 +40,12 @@ def render(template: str, **context: Any) -> str:
 
 @dataclass(frozen=True)
 class StoreRow:
-    """One row of the run-store summary: the runs that differ only by seed."""
+    """One row of the run-store summary: the runs that differ only by seed.
+
+    ``mean_error`` is over the runs with a finite final error; ``n_failed`` counts the runs
+    that diverged or have no finite error (failures, never averaged in as numbers); the
+    page shows "—" when no run has a finite error.
+    """
 
     label: str  # model/activation/remedies
     length: int
@@ -48,6 +53,15 @@ class StoreRow:
     n_solved: int
     mean_error: float
     verdicts: Sequence[str]
+    n_failed: int = 0
+
+
+@dataclass(frozen=True)
+class InvalidRow:
+    """A run folder of the store whose result could not be verified, and why."""
+
+    run_id: str
+    reason: str
 
 
 def run_store_page(
@@ -58,6 +72,7 @@ def run_store_page(
     rows: Sequence[StoreRow],
     figures: Sequence[tuple[str, Figure | bytes]],
     flows: Sequence[tuple[str, Figure | bytes]] = (),
+    invalid: Sequence[InvalidRow] = (),
 ) -> str:
     """The ``gradwatch report`` page of a run store.
 
@@ -67,6 +82,7 @@ def run_store_page(
         rows: the summary table, one row per group of seeds.
         figures: (title, figure or PNG bytes) drawn from all runs.
         flows: (title, figure or PNG bytes) of the monitor's gradient-flow heat maps.
+        invalid: run folders whose result failed verification; listed, never counted.
     """
     return render(
         "run_store.html.j2",
@@ -76,6 +92,7 @@ def run_store_page(
         rows=rows,
         figures=[(title, png_data_uri(f)) for title, f in figures],
         flows=[(title, png_data_uri(f)) for title, f in flows],
+        invalid=invalid,
     )
 
 

@@ -204,7 +204,7 @@ def train(
         results = []
         for s in (Spec.from_json({**spec.to_json(), "seed": seed}) for seed in seeds):
             run_dir = store.start(s) if store is not None else None
-            r = run(s, run_dir, keep_model=keep_model)
+            r = run(s, run_dir, keep_model=keep_model, limits=False)  # the claims' sizes are curated
             if store is not None:
                 store.finish(r)
             results.append(r)
@@ -225,7 +225,7 @@ def train_module(
         RunStore(ctx.runs / claim_id)  # creates the claim's folder, the variant's parent
         store = RunStore(ctx.runs / claim_id / variant)
     run_dir = store.start(spec) if store is not None else None
-    result = run(spec, run_dir, keep_model=keep_model, model=model)
+    result = run(spec, run_dir, keep_model=keep_model, model=model, limits=False)  # curated sizes
     if store is not None:
         store.finish(result)
     return result

@@ -143,7 +143,7 @@ def _kumar(ctx: Context) -> Outcome:
             z = blk.linear(h)
             variances.append(float(z.var()))
             h = blk.act(z)
-    spread = max(variances) / min(variances)
+    spread = float(np.max(variances) / np.min(variances))  # NaN propagates: never a pass
     spec = _digits_spec(layers=depth, optimizer="adam", lr=3e-3, steps=steps, eval_every=steps)
     names = ["kumar (paper: std 3.6/√N)", _KUMAR_CODE, "glorot"]
     errs = {n: _held_out_error(ctx, "kumar-init", n, spec, seeds) for n in names}
@@ -219,7 +219,8 @@ def _dbn_pretraining(ctx: Context) -> Outcome:
         + ", ".join(f"{e:.1%}" for e in e_pre)
         + "; random init "
         + ", ".join(f"{e:.1%}" for e in e_rand),
-        passed=max(e_pre) + c["min_gap"] < min(e_rand),
+        # np.max/np.min propagate NaN (Python's max/min may skip it): a NaN error never passes
+        passed=bool(np.max(e_pre) + c["min_gap"] < np.min(e_rand)),
         values={"pretrained": e_pre, "random": e_rand},
         figure=fig,
         note="Greedy RBM stack (CD-1, 50 epochs, lr 0.1, momentum 0.5) on scikit-learn's digits instead of MNIST and "

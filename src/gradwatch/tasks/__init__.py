@@ -27,14 +27,18 @@ from torch import nn
 from gradwatch import _checks
 from gradwatch.errors import ConfigError
 from gradwatch.tasks.guessing import latch_sequences, parity_sequences
+from gradwatch.tasks.text import MarkovText, batchify, markov_text
 
 __all__ = [
     "FLAT_TASKS",
     "TASKS",
+    "MarkovText",
     "Task",
+    "batchify",
     "digits_split",
     "get_task",
     "latch_sequences",
+    "markov_text",
     "parity_sequences",
     "rare_events",
 ]

@@ -132,7 +132,7 @@ def folds(w: float) -> tuple[Fold, ...]:
 
     Example:
         >>> [round(f.b, 4) for f in folds(5.0)]
-        [-2.6559, -2.3441]
+        [-2.6556, -2.3444]
     """
     w = _checks.finite(w, "w", f"{_OWNER}.folds")
     if w <= 4.0:

@@ -220,12 +220,14 @@ def jacobian_products(rnn: SigmoidRNN, states: np.ndarray, n_back: int | None = 
     k = np.arange(1, K + 1)
     w_norm = float(np.linalg.norm(w, 2))
     gamma = rnn.spectral_radius
+    with np.errstate(over="ignore"):  # a bound past the float range is +inf, its honest value: no warning
+        bounds = (w_norm**k, (w_norm / 4.0) ** k, gamma**k)
     return JacobianProducts(
         k=k,
         product_norm=norms,
-        bound=w_norm**k,
-        tight_bound=(w_norm / 4.0) ** k,
-        gamma_k=gamma**k,
+        bound=bounds[0],
+        tight_bound=bounds[1],
+        gamma_k=bounds[2],
         gamma=gamma,
         w_rec_norm=w_norm,
     )

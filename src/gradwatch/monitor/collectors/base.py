@@ -138,6 +138,7 @@ class Params:
         self.device = distributed.local(self.tensors[0]).device
         dtype = self.tensors[0].dtype
         self.uniform = all(p.device == self.device and p.dtype == dtype for p in self.tensors)
+        self.half = any(p.dtype in (torch.float16, torch.bfloat16) for p in self.tensors)
         self.zero = torch.zeros((), dtype=dtype, device=self.device)
         self.depth_order: npt.NDArray[np.int64] = np.arange(len(layers))
 
@@ -160,10 +161,19 @@ class Params:
             return torch.stack(list(scalars))
         return torch.stack([t.to(self.device, torch.float32) for t in scalars])
 
+    def norms(self, local: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Per-tensor L2 norms (``torch._foreach_norm``), accumulated in float32 for 16-bit tensors.
+
+        A float16 norm overflows to Inf above 65504 while every element is finite.
+        """
+        if self.half:
+            return list(torch._foreach_norm(local, dtype=torch.float32))
+        return list(torch._foreach_norm(local))
+
     def l2(self, tensors: Sequence[torch.Tensor | None], inv_scale: torch.Tensor | None = None) -> torch.Tensor:
         """Per-parameter L2 norms (global under sharding, unscaled under AMP): one pass, shape (P,)."""
         with torch.no_grad():
-            row = self.stack(torch._foreach_norm(self.locals(tensors)))
+            row = self.stack(self.norms(self.locals(tensors)))
             if self.sharded is not None:
                 row = self.sharded.l2(row)
             return unscaled(row, inv_scale)

@@ -11,11 +11,13 @@ from gradwatch.monitor.collectors.activations import Activations, activation_kin
 from gradwatch.monitor.collectors.amp import AmpScaler
 from gradwatch.monitor.collectors.base import Batch, Collector, HostFields, Loop, Params, StepContext
 from gradwatch.monitor.collectors.clipping import Clipping
+from gradwatch.monitor.collectors.embedding import EmbeddingRows
 from gradwatch.monitor.collectors.grads import GradNorms, Loss
 from gradwatch.monitor.collectors.nonfinite import NonFiniteOrigin
 from gradwatch.monitor.collectors.time_profile import TimeProfile
 from gradwatch.monitor.collectors.weights import Weights
-from gradwatch.monitor.config import MonitorConfig
+from gradwatch.monitor.config import MonitorConfig, max_period
+from gradwatch.monitor.lints import Lints
 from gradwatch.monitor.store import Store
 
 __all__ = ["Chain", "build_chain"]
@@ -32,6 +34,7 @@ class Chain:
     amp: AmpScaler | None
     weights: Weights | None
     all: list[Collector] = field(default_factory=list)
+    lints: Lints | None = None
 
     def arm(self, loop: Loop) -> None:
         """Let each collector hook what the next call needs (its period decides)."""
@@ -39,6 +42,8 @@ class Chain:
             c.arm(loop.is_due(loop.calls, c.every))
 
     def begin(self) -> None:
+        if self.lints is not None:
+            self.lints.before_call()  # before the scaler's begin() forgets a skipped step
         for c in self.all:
             c.begin()
 
@@ -84,7 +89,8 @@ class Chain:
         """Move every outbox to the host in one transfer, then let each collector write its columns."""
         taken = [(c, c.take()) for c in self.all]
         tensors = [t for _, entries in taken for _, fields in entries for t in fields.values()]
-        if not tensors:
+        if not tensors:  # field-less entries ("gradient unchanged") and pending lints still land
+            self.finish({c.name: [(s, {}) for s, _ in entries] for c, entries in taken if entries}, store)
             return
         flat = torch.cat([t.reshape(-1).to(device, torch.float64) for t in tensors]).cpu().numpy()
         pos, batch = 0, {}
@@ -113,12 +119,24 @@ def build_chain(
     loop: Loop,
 ) -> Chain:
     """The collectors a configuration asks for; those that are off are not in the chain at all."""
-    grads = GradNorms(params, grad_max=cfg.grad_max)
-    amp = AmpScaler(scaler, optimizer, params, loop) if scaler is not None and optimizer is not None else None
+    grads = GradNorms(params, max_every=max_period(cfg.grad_max))
+    # a disabled GradScaler (GradScaler(enabled=False), the usual fp32 switch) scales nothing: no collector
+    use_amp = scaler is not None and scaler.is_enabled() and optimizer is not None
+    amp = AmpScaler(scaler, optimizer, params, loop) if use_amp else None  # type: ignore[arg-type]
     chain = Chain(
         grads=grads,
         clip=Clipping(params, loop, cfg.clip, lambda: chain.inverse_scale()),
-        nonfinite=NonFiniteOrigin(grads, params, loop, model, trace=cfg.trace_nonfinite),
+        nonfinite=NonFiniteOrigin(
+            grads,
+            params,
+            loop,
+            model,
+            trace=cfg.trace_nonfinite,
+            # a record whose GradScaler skip flag is still to come (mon.step() ran, scaler.update() not yet)
+            undecided=lambda: (
+                loop.last_record if amp is not None and amp.call_since_update and not amp.updated else None
+            ),
+        ),
         amp=amp,
         weights=None
         if cfg.weights_every is None
@@ -128,11 +146,31 @@ def build_chain(
     modules = dict(model.named_modules())
     chain.all = [grads, Loss()]
     chain.all += [chain.weights] if chain.weights is not None else []
+    embeddings = [  # their touched rows, on the weights' period
+        i
+        for i, (name, layer) in enumerate(zip(params.names, params.owner, strict=True))
+        if isinstance(modules[params.layers[layer].name], (nn.Embedding, nn.EmbeddingBag)) and name.endswith("weight")
+    ]
+    if cfg.weights_every is not None and embeddings:
+        chain.all.append(EmbeddingRows(params, embeddings, loop, cfg.weights_every))
     if cfg.activations_every is not None and acts:
         chain.all.append(Activations(acts, cfg.activations_every))
     if cfg.time_profile_every is not None:
         target = model if cfg.profile_module is None else modules[cfg.profile_module]
         chain.all.append(TimeProfile(target, cfg.time_profile_every, time_dim=cfg.time_dim, batch_dim=cfg.batch_dim))
     chain.all += [amp] if amp is not None else []
-    chain.all += [chain.clip, chain.nonfinite]
+    if cfg.lints:
+        chain.lints = Lints(
+            params,
+            loop,
+            grads,
+            chain.clip,
+            optimizer,
+            scaler if use_amp else None,
+            recorded_this_iteration=lambda: amp is not None and amp.call_since_update,
+            skip_pending=chain.skip_pending,
+            accumulation=cfg.accumulation_steps > 1,
+        )
+        chain.clip.on_clip = chain.lints.on_clip
+    chain.all += [chain.clip, *([chain.lints] if chain.lints is not None else []), chain.nonfinite]
     return chain

@@ -10,9 +10,9 @@ import torch
 
 from gradwatch.monitor.collectors.base import Batch, Collector, Loop, Params, StepContext, global_l2
 from gradwatch.monitor.collectors.grads import GradNorms
-from gradwatch.monitor.store import Store
+from gradwatch.monitor.store import CLIP_RTOL, Store
 
-__all__ = ["Clipping", "versions"]
+__all__ = ["Clipping", "Versions", "versions"]
 
 Versions = list[tuple[int, int]]
 
@@ -30,6 +30,11 @@ class Clipping(Collector):
     of the gradients. When the user clips with :meth:`gradwatch.Monitor.clip_grad_norm_`,
     nothing is read again: the post-clip norm is computed from the recorded one. Host
     syncs: 0.
+
+    Where it is measured (``clip_checked``): monitor-first loops with an optimizer (every
+    record), :meth:`gradwatch.Monitor.clip_grad_norm_`, and ``Monitor.step(loss, clip=total)``
+    (manual loops: ``total`` is what ``clip_grad_norm_`` returned, the record reads the
+    clipped gradient). Elsewhere clipping is unknown, and ``History.clip_rate`` is NaN.
 
     Args:
         params: the monitored parameters.
@@ -55,16 +60,17 @@ class Clipping(Collector):
         self.staged_versions: Versions = []  # of the gradient Monitor.read_grads() read
         self.staged = False
         self._measured: int | None = None  # the last step whose post-clip norm is queued
-        self._scaled_at_reading = False  # the recorded gradient was still AMP-scaled when read
+        self.scaled_at_reading = False  # the recorded gradient was still AMP-scaled when read
+        self.on_clip: Callable[[bool, bool], None] | None = None  # (scaled, reported): the misuse lints
 
     def stage(self) -> None:
         """Note the versions of the gradient that ``Monitor.read_grads()`` just read."""
         self.staged, self.staged_versions = True, versions(self.params.grads())
-        self._scaled_at_reading = self.inverse_scale() is not None
+        self.scaled_at_reading = self.inverse_scale() is not None
 
     def collect(self, ctx: StepContext) -> None:
         if not self.staged:
-            self._scaled_at_reading = ctx.inv_scale is not None
+            self.scaled_at_reading = ctx.inv_scale is not None
         if self.staged:
             self.recorded_versions, self.staged = self.staged_versions, False
         else:
@@ -90,6 +96,21 @@ class Clipping(Collector):
         self.recorded_versions = versions(self.params.grads())
         if self.mode is not False:
             self.emit(step, post_norm=post_norm.reshape(1))
+
+    def report(self, step: int, total: torch.Tensor) -> None:
+        """Note a clip reported by ``Monitor.step(loss, clip=total)``.
+
+        ``total`` is the norm ``clip_grad_norm_`` returned (before clipping); the record just
+        read the clipped gradient, so its global norm is the post-clip one.
+        """
+        inv = self.inverse_scale()
+        if self.on_clip is not None:
+            self.on_clip(inv is not None, True)
+        self._measured = step
+        self.recorded_versions = versions(self.params.grads())
+        if self.mode is not False:
+            pre = total if inv is None else total.double() * inv.to(total.device)  # the record is unscaled
+            self.emit(step, pre_norm=pre.reshape(1))
 
     def before_optimizer_step(self) -> None:
         loop = self.loop
@@ -118,7 +139,7 @@ class Clipping(Collector):
             or loop.stepped_since_record()
             or params.sharded is not None
             or norm_type not in (2.0, math.inf)
-            or (norm_type == math.inf and not grads.grad_max)
+            or (norm_type == math.inf and not grads.has_max(row))
         ):
             return None
         now = versions(params.grads())
@@ -127,7 +148,7 @@ class Clipping(Collector):
         if now != self.recorded_versions:
             # scaler.unscale_ since the reading (one in-place multiply by 1/scale of each
             # gradient) leaves the recorded, already unscaled, norms exact (scales are powers of 2)
-            unscaled_since = self._scaled_at_reading and self.inverse_scale() is None
+            unscaled_since = self.scaled_at_reading and self.inverse_scale() is None
             bumped = [(i, v + 1) for i, v in self.recorded_versions]
             if not (unscaled_since and now == bumped):
                 return None
@@ -152,6 +173,8 @@ class Clipping(Collector):
         norm_type = float(norm_type)
         tensors = [p for p in self.params.tensors if p.grad is not None]
         inv = self.inverse_scale()  # not None: .grad is still scaled, and so is torch's norm
+        if self.on_clip is not None:
+            self.on_clip(inv is not None, False)
         measured = self.total_norm(grads, norm_type)
         total: torch.Tensor
         unscaled_total: torch.Tensor
@@ -180,15 +203,20 @@ class Clipping(Collector):
         if not entries:
             return
         rows = store.rows_of(s for s, _ in entries)
-        pre = store.column("global_grad_norm")[rows]
+        recorded = store.column("global_grad_norm")[rows]
+        # a reported clip (step(clip=total)) carries the pre-clip norm and the record is post-clip
+        pre = np.array(
+            [float(f["pre_norm"][0]) if "pre_norm" in f else p for (_, f), p in zip(entries, recorded, strict=True)]
+        )
         post = np.array(
             [
                 float(global_l2(f["post"])) if "post" in f else float(f["post_norm"][0]) if "post_norm" in f else p
-                for (_, f), p in zip(entries, pre, strict=True)
+                for (_, f), p in zip(entries, recorded, strict=True)
             ]
         )
+        store.set("clip_checked", rows, True)
         with np.errstate(invalid="ignore", over="ignore"):
-            changed = ~((post == pre) | (np.abs(post - pre) <= 1e-6 * np.maximum(np.abs(pre), 1e-30)))
+            changed = ~((post == pre) | (np.abs(post - pre) <= CLIP_RTOL * np.maximum(np.abs(pre), 1e-30)))
         keep = np.ones_like(changed) if self.mode else changed
         store.set("clip_pre", rows[keep], pre[keep])
         store.set("clip_post", rows[keep], post[keep])

@@ -13,13 +13,16 @@ __all__ = ["Weights"]
 
 
 class Weights(Collector):
-    """‖θ‖ of each layer and, with an optimizer, ‖Δθ‖/‖θ‖ of the step that consumed the gradient.
+    """‖θ‖ of each layer and ‖Δθ‖/‖θ‖ of the update that consumed the recorded gradient.
 
-    Cost per measured step (every ``every`` recorded steps), with an optimizer: in its
-    step pre-hook one fused copy of θ into persistent buffers (``torch._foreach_copy_``, no
-    allocation) and one ``torch._foreach_norm``; in its post-hook one ``_foreach_sub_``
-    (the buffers become θ_old − θ_new) and one ``_foreach_norm``. Without an optimizer: one
-    ``_foreach_norm`` of θ. Host syncs: 0.
+    Cost per measured step (every ``every`` recorded steps): one fused copy of θ into
+    persistent buffers (``torch._foreach_copy_``, no allocation) and one
+    ``torch._foreach_norm``; later one ``_foreach_sub_`` (the buffers become θ_old − θ_new)
+    and one ``_foreach_norm``. With an optimizer, in its step pre- and post-hooks; without
+    one (manual loops such as ``p.data.add_(p.grad, alpha=-lr)``), θ is snapshot when the
+    step is recorded and the update is the change until the next ``Monitor.step()`` call —
+    so call ``mon.step()`` before the update; the last record's ratio stays unknown (NaN).
+    Host syncs: 0.
 
     ‖θ‖ is that of the parameters at which the gradient was computed (θ_old), whichever
     order the loop calls ``mon.step()`` and ``optimizer.step()`` in.
@@ -47,7 +50,12 @@ class Weights(Collector):
         return [distributed.local(p.detach()) for p in self.params.tensors]
 
     def begin(self) -> None:
-        if self._awaiting is not None and not self.loop.stepped_since_record():
+        if self._awaiting is None:
+            return
+        if not self.has_optimizer:  # the update since the snapshot is the manual loop's step
+            self._emit_update(self._awaiting)
+            self._awaiting = None
+        elif not self.loop.stepped_since_record():
             self._awaiting = None  # that optimizer step never ran (e.g. skipped by a GradScaler)
 
     def collect(self, ctx: StepContext) -> None:
@@ -55,7 +63,10 @@ class Weights(Collector):
         if not loop.is_due(ctx.step, self.every):
             return
         if not self.has_optimizer:
-            self.emit(ctx.step, param=self.params.l2(self._live()))
+            self._snapshot()
+            self._awaiting = ctx.step
+            if self._prev_norms is not None:  # ‖θ‖ now; the update ratio comes with the next call
+                self.emit(ctx.step, param=self._prev_norms)
         elif loop.in_opt_step:
             pass  # a closure record: its update comes with the optimizer's post-hook
         elif self._orphan is not None:
@@ -79,6 +90,9 @@ class Weights(Collector):
                 return
         elif self._awaiting is None:
             return
+        self._snapshot()
+
+    def _snapshot(self) -> None:
         with torch.no_grad():
             live = self._live()
             if self._prev is None:
@@ -88,13 +102,24 @@ class Weights(Collector):
             self._prev_norms = self.params.l2(live)
         self._snapshot_taken = True
 
-    def after_optimizer_step(self, closure_record: int | None) -> None:
+    def _update(self) -> torch.Tensor | None:
+        """[‖θ_old‖ (P), ‖θ_old − θ_now‖ (P)] since the snapshot, or None without one."""
         if not self._snapshot_taken or self._prev is None or self._prev_norms is None:
-            return
+            return None
         self._snapshot_taken = False
         with torch.no_grad():
             torch._foreach_sub_(self._prev, self._live())  # now θ_old − θ_new
-            both = torch.cat([self._prev_norms, self.params.l2(self._prev)])
+            return torch.cat([self._prev_norms, self.params.l2(self._prev)])
+
+    def _emit_update(self, step: int) -> None:
+        both = self._update()
+        if both is not None:
+            self.emit(step, both=both)
+
+    def after_optimizer_step(self, closure_record: int | None) -> None:
+        both = self._update()
+        if both is None:
+            return
         if closure_record is not None:
             self.emit(closure_record, both=both)
         elif self._awaiting is not None:
@@ -102,6 +127,9 @@ class Weights(Collector):
             self._awaiting = None
         else:
             self._orphan = both
+
+    def close(self) -> None:
+        self._awaiting = None  # no later step: the last record's update stays unknown
 
     @property
     def awaiting(self) -> int | None:
