@@ -9,7 +9,7 @@ names the parameter to lower, the largest value that fits, the estimate and the 
 
 The limits are lifted by ``limits=False`` in Python, ``--no-limits`` on the command line,
 or the environment variable ``GRADWATCH_NO_LIMITS=1``. docs/cli.md lists every estimator
-(:data:`ESTIMATORS`); a test checks that page against this registry.
+(:data:`ESTIMATORS`); tests/cli/test_lab_properties.py checks that page against this registry.
 """
 
 from __future__ import annotations
@@ -110,13 +110,13 @@ def format_bytes(n: float) -> str:
 
 
 def format_seconds(s: float) -> str:
-    """``s`` seconds in words: "40 s", "12 min", "1.0 h", "2.1e+05 days"."""
+    """``s`` seconds in words: "40 s", "12 min", "1 h", "7.2 h", "2.1e+05 days"."""
     if s < 120:
         return f"{s:.0f} s"
     if s < 3600:
         return f"{s / 60:.0f} min"
     if s < 3 * 86400:
-        return f"{s / 3600:.1f} h"
+        return f"{s / 3600:.2g} h"
     d = s / 86400
     return f"{d:.0f} days" if d < 1e4 else f"{d:.2g} days"
 

@@ -20,8 +20,21 @@ import gradwatch as gw
 from gradwatch.monitor.collectors.nonfinite import AUTO_TRACE_CALLS
 
 
+class NaNAtStep(nn.Module):
+    """A parameter-free module that turns its input into NaN at chosen steps (``now``, set by the loop):
+    a forward fault that a replay of the same step reproduces, as log(0) or 0/0 on the same batch do."""
+
+    def __init__(self, at: set[int]) -> None:
+        super().__init__()
+        self.at, self.now = at, -1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * float("nan") if self.now in self.at else x
+
+
 class NaNAt(nn.Module):
-    """A parameter-free module that turns its input into NaN on chosen calls (a planted forward fault)."""
+    """A parameter-free module that turns its input into NaN on chosen calls (a planted forward fault
+    that depends on hidden state, so a replay of the same step does not reproduce it)."""
 
     def __init__(self, at: set[int]) -> None:
         super().__init__()
@@ -52,11 +65,68 @@ def _batch(i: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _no_hooks(model: nn.Module) -> bool:
-    return all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+    """No tracing hook on any leaf module (the model itself keeps the monitor's input reference hook)."""
+    leaves = [m for m in model.modules() if not list(m.children())]
+    return all(not m._forward_hooks and not m._forward_pre_hooks for m in leaves)
+
+
+def test_a_forward_nan_is_located_at_once_by_replaying_its_forward() -> None:
+    """The issue's case: a parameter-free module in the middle of an MLP makes NaN, the optimizer then
+    writes NaN into every weight. The module is named by default, at the step it happened."""
+    model = _mlp(NaNAtStep({3}))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    bn_free_reference = [p.detach().clone() for p in model.parameters()]
+    with gw.Monitor(model, opt, sync_every=50) as mon:
+        for i in range(8):
+            x, y = _batch(i)
+            model[3].now = i
+            loss = nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            mon.step(loss)
+            opt.step()
+            opt.zero_grad()
+        nf = mon.first_nonfinite
+    # reference: a plain loop over the modules of that step's forward, before the update
+    assert (nf.step, nf.origin, nf.module, nf.tensor) == (3, "forward", "3", "forward output")
+    assert "made in the forward pass" in str(nf) and "recurred" not in str(nf)
+    assert _no_hooks(model) and len(bn_free_reference) == 8
+
+
+def test_replaying_a_forward_changes_nothing_in_training() -> None:
+    """Same losses and weights, bitwise, with and without the monitor, through a NaN, dropout and batch norm."""
+
+    def train(monitored: bool) -> tuple[list[float], list[torch.Tensor]]:
+        torch.manual_seed(0)
+        model = nn.Sequential(
+            nn.Linear(8, 16), nn.BatchNorm1d(16), nn.Dropout(0.3), NaNAtStep({2}), nn.Linear(16, 3)
+        )
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        mon = gw.Monitor(model, opt) if monitored else None
+        losses = []
+        for i in range(4):
+            x, y = _batch(i)
+            model[3].now = i
+            loss = nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            if mon is not None:
+                mon.step(loss)
+            opt.step()
+            opt.zero_grad()
+            losses.append(float(loss.detach()))
+        if mon is not None:
+            assert mon.first_nonfinite.module == "3"
+            mon.close()
+        return losses, [t.detach().clone() for t in model.state_dict().values()]
+
+    (la, sa), (lb, sb) = train(False), train(True)
+    assert np.array_equal(np.array(la), np.array(lb), equal_nan=True)
+    assert all(torch.equal(a, b) or (a.isnan() == b.isnan()).all() for a, b in zip(sa, sb, strict=True))
 
 
 def test_a_forward_nan_is_told_from_the_loss_and_located_when_it_recurs() -> None:
-    model = _mlp(NaNAt({3, 7}))
+    # a fault that a replay does not reproduce (hidden state): the replay at step 3 is call 4,
+    # so the fault's call 8 is step 7, where the armed hooks locate it
+    model = _mlp(NaNAt({3, 8}))
     mon = gw.Monitor(model, sync_every=1, activations_every=None)  # trace_nonfinite="auto" by default
     for i in range(10):
         x, y = _batch(i)
@@ -161,7 +231,8 @@ def test_on_nonfinite_warn_arms_the_hooks_at_once() -> None:
     assert messages[0] == []
     assert "first nan at step 1" in messages[1][0] and "forward pass" in messages[1][0]
     nf = mon.first_nonfinite
-    assert (nf.step, nf.module, nf.tensor, nf.traced_step) == (1, "3", "forward output", 2)
+    # the replay of step 1's forward is the module's call 2, which is NaN again: located at step 1 itself
+    assert (nf.step, nf.module, nf.tensor, nf.traced_step) == (1, "3", "forward output", 1)
     mon.close()
 
 
@@ -248,7 +319,7 @@ def test_steps_a_grad_scaler_skipped_are_not_a_nonfinite_event(before_update: bo
 
 
 def test_origin_and_traced_location_survive_the_log_and_old_logs_load(tmp_path) -> None:
-    model = _mlp(NaNAt({1, 3}))
+    model = _mlp(NaNAt({1, 4}))  # call 2 is the monitor's replay at step 1 (finite: hidden state), call 4 step 3
     path = tmp_path / "run.jsonl"
     with gw.Monitor(model, log=path, sync_every=1) as mon:
         for i in range(5):

@@ -150,10 +150,10 @@ _GATES = {"rnn": 1, "gru": 3, "lstm": 4, "mlp": 1}
 @_limits.estimator(
     "Spec",
     {"steps": 1, "length": 1, "hidden": 1, "layers": 1, "batch_size": 1, "eval_batch": 1},
-    memory="4 bytes × (8 × parameters + 3 × batch_size × length × layers × hidden × (gates + 3) "
-    "+ eval_batch × length × layers × hidden × (gates + 3)) + 8 × steps × (5 × layers + 10); "
+    memory="4 bytes × (8 × parameters + (3 × batch_size + eval_batch) × length × layers × hidden × (gates + 3) "
+    "+ 2 × (batch_size + eval_batch) × length × inputs) + 8 bytes × steps × (5 × layers + 10); "
     "parameters ≈ layers × gates × hidden × (hidden + inputs + 2), gates 1 (rnn, mlp), 3 (gru), 4 (lstm)",
-    time="steps × (5 ms + 1 ms × length × layers + 6 × batch_size × length × layers × gates × hidden × "
+    time="2 s + steps × (5 ms + 1 ms × length × layers + 6 × batch_size × length × layers × gates × hidden × "
     "(hidden + inputs) flops at 10 GFLOP/s), plus each evaluation's forward pass over eval_batch",
 )
 def _estimate(

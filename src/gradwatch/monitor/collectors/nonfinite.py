@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -73,8 +74,13 @@ class NonFiniteOrigin(Collector):
         self.undecided = undecided
         self.tracer: NonFiniteTracer | None = None
         leaves = [(n, m) for n, m in model.named_modules() if not list(m.children())]
+        self._replay_step: int | None = None  # the record a replayed forward belongs to
         if trace is not False:
-            self.tracer = NonFiniteTracer(leaves, lambda: loop.calls, check_params=trace == "auto")
+            self.tracer = NonFiniteTracer(
+                leaves,
+                lambda: loop.calls if self._replay_step is None else self._replay_step,
+                check_params=trace == "auto",
+            )
             if trace is True:
                 self.tracer.attach()
         # the order leaf modules first run in, learnt by one-shot hooks removed at the first record
@@ -86,6 +92,15 @@ class NonFiniteOrigin(Collector):
         self._auto_done = False  # the auto-armed hooks located a recurrence, or gave up: never again
         self._loss: torch.Tensor | None = None
         self._carry: list[tuple[int, np.ndarray, float | None]] = []  # rows waiting for their skip flag
+        # CPU models, "auto": the last forward's inputs (references), to replay a forward that made a NaN loss
+        self._model = model
+        self._inputs: tuple[tuple[Any, ...], dict[str, Any]] | None = None
+        self._replayed = False
+        self._input_handle = (
+            model.register_forward_pre_hook(eager(self._keep_inputs), with_kwargs=True)
+            if trace == "auto" and params.device.type == "cpu"
+            else None
+        )
 
     def take(self) -> list[tuple[int, dict[str, torch.Tensor]]]:
         flags = self.tracer.take() if self.tracer is not None else []
@@ -104,10 +119,50 @@ class NonFiniteOrigin(Collector):
             h.remove()
         self._order_handles = []
 
+    def _keep_inputs(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self._inputs = (args, kwargs)
+
     def collect(self, ctx: StepContext) -> None:
         self._loss = ctx.loss
         if self._order_handles:
             self._drop_order_hooks()
+        inputs, self._inputs = self._inputs, None  # hold the batch no longer than one step
+        loss = ctx.loss
+        if (
+            inputs is not None
+            and loss is not None
+            and not self._replayed
+            and loss.device.type == "cpu"
+            and self.loop.optimizer_first is not True  # the weights are still those of that forward
+            and not bool(np.isfinite(loss.detach().double().numpy()).all())  # host memory: no device sync
+        ):
+            self._replay(ctx.step, inputs)
+
+    def _replay(self, step: int, inputs: tuple[tuple[Any, ...], dict[str, Any]]) -> None:
+        """Run the forward that made a non-finite loss again, traced, to name the module that made it.
+
+        Only once per run, on a CPU model, before the optimizer applies the non-finite update
+        (after it every forward is non-finite from the first layer on). Training is unchanged:
+        no gradient, the RNG state (dropout) and every buffer (batch-norm statistics) restored.
+        """
+        self._replayed = True
+        tracer, model = self.tracer, self._model
+        if tracer is None or tracer.attached:
+            return  # always-on tracing already saw that forward
+        buffers = [(b, b.detach().clone()) for b in model.buffers()]
+        self._replay_step = step
+        tracer.attach()
+        try:
+            with torch.no_grad(), torch.random.fork_rng(devices=[]):
+                model(*inputs[0], **inputs[1])
+        except Exception:  # a replay that fails is no location, never a crash of training
+            pass
+        finally:
+            tracer.detach()
+            self._replay_step = None
+            with torch.no_grad():
+                for b, saved in buffers:
+                    b.copy_(saved)
 
     def arm(self, due: bool) -> None:
         if self._auto_until is not None and self.loop.calls >= self._auto_until:
@@ -153,15 +208,20 @@ class NonFiniteOrigin(Collector):
             skipped = set(store.steps[store.column("skipped")].tolist()) if bad_flags else set()
             origins = [(fl, v) for fl, v in bad_flags if fl[3] != "parameter" and fl[0] not in skipped]
             traced = min(origins, default=None, key=lambda c: c[0][:2])
-            if traced is not None and (numeric is None or traced[0][0] <= numeric.step):
+            located = traced is not None and (numeric is None or traced[0][0] <= numeric.step)
+            if traced is not None and located:
                 (step, _, module, kind), _span = traced
-                nf = NonFinite(step, module, kind, origin=NonFinite.origin_of(kind))
+                value = numeric.value if numeric is not None and numeric.step == step else "nan/inf"
+                nf = NonFinite(step, module, kind, value=value, origin=NonFinite.origin_of(kind))
+                nf = replace(nf, traced_step=step) if self._replayed and self.mode == "auto" else nf
             else:
                 nf = numeric
             if nf is not None:
                 store.set_nonfinite(nf)
-                if self.mode == "auto":
+                if self.mode == "auto" and not located:
                     self._arm_auto()
+                elif self.mode == "auto":
+                    self._auto_done = True  # the replayed forward named the module: nothing to wait for
         else:
             self._carry = []  # the first one is known: later rows need no decision
             if self._auto_until is not None and bad_flags:
@@ -238,6 +298,10 @@ class NonFiniteOrigin(Collector):
 
     def close(self) -> None:
         self._drop_order_hooks()
+        if self._input_handle is not None:
+            self._input_handle.remove()
+            self._input_handle = None
+        self._inputs = None
         if self.tracer is not None:
             self.tracer.detach()
         self._auto_until = None
