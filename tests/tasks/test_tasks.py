@@ -161,3 +161,13 @@ def test_latch_and_parity_sequences_for_weight_guessing():
     torch.testing.assert_close(y, ((x > 0).sum(dim=1) % 2).float())
     with pytest.raises(ConfigError, match="max_length"):
         parity_sequences(10, 5, 4)
+
+
+@pytest.mark.parametrize("name", ["adding", "temporal_order", "digits_mlp"])
+def test_a_non_finite_output_has_no_error_rate(name):
+    """NaN/Inf outputs are no answer: the error is unknown (NaN), and the task is not solved."""
+    task = get_task(name)
+    _x, y = task.eval_batch(20, 8, seed=0)
+    out = torch.zeros(*y.shape, task.n_outputs) if task.kind != "regression" else torch.zeros(y.shape[0], 1)
+    out[0] = float("nan")
+    assert math.isnan(task.error(out, y)) and not task.solved(out, y)

@@ -12,8 +12,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from gradwatch._output import check_figure_path
 from gradwatch.cli.app import emit_json
-from gradwatch.errors import check_writable
 from gradwatch.monitor import read_jsonl, verdict
 from gradwatch.monitor.plot import plot_history
 
@@ -27,7 +27,7 @@ def show(
 ) -> None:
     """Read a monitor log and print its verdict (status, where, evidence, events, advice)."""
     if plot is not None:
-        check_writable(plot, "plot file")
+        check_figure_path(plot)  # the extension too, before any work
     history = read_jsonl(log)
     result = verdict(history)
     if plot is not None:

@@ -114,8 +114,15 @@ class RunStore:
         return result
 
     def _run_dirs(self) -> list[Path]:
-        # hidden names are runs in flight (.partial-*) and the lock, never runs
-        return sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        # hidden names are runs in flight (.partial-*) and the lock, never runs; a folder holding
+        # neither spec.json nor result.json (a user's plots/, say) is not a run either
+        return sorted(
+            p
+            for p in self.root.iterdir()
+            if p.is_dir()
+            and not p.name.startswith(".")
+            and ((p / "spec.json").exists() or (p / "result.json").exists())
+        )
 
     def load(self, spec: Spec) -> Result | InvalidRun | None:
         """The verified result of ``spec``, why its folder cannot be trusted, or None when it has none."""

@@ -15,7 +15,16 @@ from gradwatch import _checks
 from gradwatch.errors import ConfigError, out_of_range
 from gradwatch.monitor.verdict import Thresholds
 
-__all__ = ["ON_NONFINITE", "Layer", "MonitorConfig", "MonitorOptions", "check_objects", "make_config", "max_period", "select_layers"]
+__all__ = [
+    "ON_NONFINITE",
+    "Layer",
+    "MonitorConfig",
+    "MonitorOptions",
+    "check_objects",
+    "make_config",
+    "max_period",
+    "select_layers",
+]
 
 ON_NONFINITE = ("raise", "record", "warn")
 Filter = str | Sequence[str] | re.Pattern[str] | None
@@ -103,6 +112,11 @@ class MonitorConfig:
         for name in ("activations_every", "weights_every", "time_profile_every"):
             if getattr(self, name) is not None:
                 _checks.positive_int(getattr(self, name), name, owner)
+        types = self.module_types if isinstance(self.module_types, tuple) else (self.module_types,)
+        if self.module_types is not None and not all(isinstance(t, type) for t in types):
+            raise out_of_range(
+                "module_types", owner, "a module class or a tuple of them (e.g. nn.Linear)", self.module_types
+            )
         if not isinstance(self.grad_max, bool):
             _checks.positive_int(self.grad_max, "grad_max", owner)
         for name in ("time_dim", "batch_dim"):
@@ -255,4 +269,13 @@ def select_layers(model: nn.Module, config: MonitorConfig) -> list[Layer]:
             f"No layer matches include={config.include!r}, exclude={config.exclude!r}, "
             f"module_types={config.module_types!r}. Layers with trainable parameters: {names}{more}."
         )
+    for c in chosen:
+        for pn in c.parameters:
+            p = modules[c.name].get_parameter(pn)
+            if not p.is_floating_point():  # complex: max |g|, saturation and the rules assume real values
+                qual = f"{c.name}.{pn}" if c.name else pn
+                raise ConfigError(
+                    f"Monitor watches real floating-point parameters; {qual!r} is {p.dtype}. Leave its layer "
+                    f"out (Monitor(exclude={c.name!r})) or keep it as real pairs (torch.view_as_real)."
+                )
     return chosen

@@ -162,7 +162,7 @@ class Monitor:
             else:
                 self._record(ctx)
                 if clip is not None:
-                    self._chain.clip.report(ctx.step, loss_tensor(clip))  # type: ignore[arg-type]
+                    self._chain.clip.report(ctx.step, loss_tensor(clip, "clip"))  # type: ignore[arg-type]
         loop.calls += 1
         self._chain.end()
         self._chain.arm(loop)

@@ -121,8 +121,14 @@ class Task:
         return nn.functional.cross_entropy(outputs, targets)
 
     def error(self, outputs: torch.Tensor, targets: torch.Tensor) -> float:
-        """Fraction of sequences got wrong (squared error > 0.04, or a wrong class)."""
+        """Fraction of sequences got wrong (squared error > 0.04, or a wrong class); NaN if any output is NaN/Inf.
+
+        A non-finite output is not an answer: argmax would pick a class for it and count it right
+        by chance, and a NaN squared error compares as "not > 0.04" (correct).
+        """
         with torch.no_grad():
+            if not bool(torch.isfinite(outputs).all()):
+                return math.nan
             if self.kind == "regression":
                 return float(((outputs.reshape(-1) - targets.reshape(-1)) ** 2 > 0.04).float().mean())
             if self.kind == "sequence":

@@ -18,6 +18,7 @@ period (``every``, in recorded steps; None: off) and a documented cost.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -26,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from gradwatch.errors import ConfigError
 from gradwatch.monitor import distributed
 
 if TYPE_CHECKING:
@@ -96,11 +98,28 @@ class Accumulation:
         return True, torch.cat([t.to(losses[0].device) for t in losses]).mean() if losses else None
 
 
-def loss_tensor(loss: torch.Tensor | float | None) -> torch.Tensor | None:
-    """The loss as a 1-element tensor, left where it is (no host sync), or None."""
+def loss_tensor(loss: torch.Tensor | float | None, what: str = "loss") -> torch.Tensor | None:
+    """The loss as a 1-element tensor, left where it is (no host sync), or None.
+
+    Raises:
+        ConfigError: not a real number or a one-element real tensor (a batch of per-sample
+            losses must be reduced first: which reduction is the user's to say).
+    """
     if loss is None:
         return None
-    return loss.detach().reshape(-1)[:1] if torch.is_tensor(loss) else torch.tensor([float(loss)])
+    if torch.is_tensor(loss):
+        if loss.numel() != 1 or loss.is_complex() or loss.dtype == torch.bool:
+            raise ConfigError(
+                f"The '{what}' parameter of Monitor.step must be a number or a one-element real tensor. "
+                f"Got a {loss.dtype} tensor of shape {tuple(loss.shape)}: reduce it first (e.g. loss.mean())."
+            )
+        return loss.detach().reshape(1)
+    if isinstance(loss, bool) or not isinstance(loss, numbers.Real):
+        raise ConfigError(
+            f"The '{what}' parameter of Monitor.step must be a number or a one-element real tensor. "
+            f"Got {type(loss).__name__}."
+        )
+    return torch.tensor([float(loss)], dtype=torch.float64)  # a Python float is a double: keep it exact
 
 
 @dataclass

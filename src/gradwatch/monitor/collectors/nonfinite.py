@@ -97,7 +97,7 @@ class NonFiniteOrigin(Collector):
         self._inputs: tuple[tuple[Any, ...], dict[str, Any]] | None = None
         self._replayed = False
         self._input_handle = (
-            model.register_forward_pre_hook(eager(self._keep_inputs), with_kwargs=True)
+            model.register_forward_pre_hook(self._keep_inputs, with_kwargs=True)
             if trace == "auto" and params.device.type == "cpu"
             else None
         )
@@ -134,7 +134,7 @@ class NonFiniteOrigin(Collector):
             and not self._replayed
             and loss.device.type == "cpu"
             and self.loop.optimizer_first is not True  # the weights are still those of that forward
-            and not bool(np.isfinite(loss.detach().double().numpy()).all())  # host memory: no device sync
+            and not bool(np.isfinite(loss.detach().float().numpy()).all())  # host memory: no device sync
         ):
             self._replay(ctx.step, inputs)
 
