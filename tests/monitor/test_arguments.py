@@ -73,3 +73,29 @@ def test_complex_parameters_are_refused_with_a_way_out() -> None:
     with pytest.raises(ConfigError, match=r"'1.weight' is torch.complex64.*exclude='1'"):
         gw.Monitor(model)
     gw.Monitor(model, exclude="1").close()
+
+
+def test_a_time_dim_outside_the_profiled_input_is_refused_at_the_first_forward() -> None:
+    """Wrapping time_dim=5 on a 3-D input would silently profile the feature dimension."""
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn, self.out = nn.RNN(3, 4, batch_first=True), nn.Linear(4, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.out(self.rnn(x)[0][:, -1])
+
+    net = Net()
+    mon = gw.Monitor(net, time_profile_every=1, time_dim=5)
+    with pytest.raises(
+        ConfigError,
+        match=r"'time_dim' parameter of Monitor must be a dimension of the profiled "
+        r"input of shape \(2, 7, 3\) \(-3\.\.2\)\. Got 5",
+    ):
+        net(torch.randn(2, 7, 3))
+    mon.close()
+    with gw.Monitor(net, time_profile_every=1, time_dim=-2) as mon:  # the same as 1: valid
+        net(torch.randn(2, 7, 3)).sum().backward()
+        mon.step()
+        assert mon.history.time_profiles[0][1].shape == (7,)

@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 from torch.utils.hooks import RemovableHandle
 
-from gradwatch.errors import GradwatchWarning
+from gradwatch.errors import GradwatchWarning, out_of_range
 from gradwatch.monitor import timeline
 from gradwatch.monitor.collectors.base import Batch, Collector, StepContext
 from gradwatch.monitor.store import Store
@@ -75,6 +75,20 @@ class TimeProfile(Collector):
                 stacklevel=2,
             )
             return None
+        if not isinstance(x, PackedSequence):
+            nd = data.dim()
+            for name, dim in (("time_dim", self.time_dim), ("batch_dim", self.batch_dim)):
+                if not -nd <= dim < nd:  # wrapping it would silently profile another dimension
+                    raise out_of_range(
+                        name,
+                        "Monitor",
+                        f"a dimension of the profiled input of shape {tuple(data.shape)} (-{nd}..{nd - 1})",
+                        dim,
+                    )
+            if self.time_dim % nd == self.batch_dim % nd:
+                raise out_of_range(
+                    "time_dim", "Monitor", f"a dimension other than batch_dim={self.batch_dim}", self.time_dim
+                )
         if data.requires_grad:
             # Inside a graph (a submodule's input): keep the graph, just keep the gradient.
             data.retain_grad()
