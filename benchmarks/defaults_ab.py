@@ -8,11 +8,16 @@ those defaults alone, without the rest of the monitor. See docs/monitor.md ("Cos
 
 Usage:
     python benchmarks/defaults_ab.py mlp [--min-blocks 12] [--max-blocks 24]
+    python benchmarks/defaults_ab.py lstm --a "{}" --b "{'weights_every': None}"   # any two configurations
+
+``--a``/``--b`` are Python dict literals of ``Monitor`` keywords (default: the bare side and
+the defaults above), to price any one option the same way.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import copy
 import json
 import os
@@ -37,6 +42,8 @@ def main() -> None:
     ap.add_argument("--min-blocks", type=int, default=12)
     ap.add_argument("--max-blocks", type=int, default=24)
     ap.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    ap.add_argument("--a", default="{'lints': False, 'trace_nonfinite': False}", help="Monitor keywords of side A")
+    ap.add_argument("--b", default="{}", help="Monitor keywords of side B (the ratio is B/A)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     k = BLOCK_STEPS[args.model]
@@ -45,8 +52,9 @@ def main() -> None:
     a_opt = torch.optim.SGD(a_model.parameters(), lr=1e-3, momentum=0.9)
     b_opt = torch.optim.SGD(b_model.parameters(), lr=1e-3, momentum=0.9)
     with tempfile.TemporaryDirectory(prefix="gw-ab-") as tmp:
-        a_mon = gw.Monitor(a_model, a_opt, sync_every=k, log=Path(tmp) / "a.jsonl", lints=False, trace_nonfinite=False)
-        b_mon = gw.Monitor(b_model, b_opt, sync_every=k, log=Path(tmp) / "b.jsonl")
+        a_kw, b_kw = ast.literal_eval(args.a), ast.literal_eval(args.b)
+        a_mon = gw.Monitor(a_model, a_opt, sync_every=k, log=Path(tmp) / "a.jsonl", **a_kw)
+        b_mon = gw.Monitor(b_model, b_opt, sync_every=k, log=Path(tmp) / "b.jsonl", **b_kw)
         a = trainer(a_model, x, y, loss_fn, a_opt, lambda step, loss: a_mon.step(loss))
         b = trainer(b_model, x, y, loss_fn, b_opt, lambda step, loss: b_mon.step(loss))
         blocks = paired_blocks(a, b, k=k, min_blocks=args.min_blocks, max_blocks=args.max_blocks, target=0.01)
@@ -54,9 +62,10 @@ def main() -> None:
         b_mon.close()
     result = summarize(blocks, k)
     if args.json:
-        print(json.dumps({"model": args.model, **result}))
+        print(json.dumps({"model": args.model, "a": args.a, "b": args.b, **result}))
     else:
-        print(format_row(f"{args.model:12s} defaults/bare  ", result))
+        print(f"A = {args.a}, B = {args.b}")
+        print(format_row(f"{args.model:12s} B/A  ", result))
 
 
 if __name__ == "__main__":
