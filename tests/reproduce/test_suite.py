@@ -74,3 +74,38 @@ def test_every_remedy_appears_in_a_claim():
     used = {r for c in CLAIMS.values() for r in c.remedies}
     assert used | set(not_a_claim) == {r.name for r in remedies.available()}
     assert not used & set(not_a_claim)
+
+
+def _toy_claim(cid: str) -> Claim:
+    return Claim(cid, "s", "c", "p", Criterion("k"), lambda ctx: Outcome(measured="x = 3", passed=True))
+
+
+def test_on_progress_is_called_before_each_claim_and_at_the_end(tmp_path):
+    calls = []
+    claims = {"a": _toy_claim("a"), "b": _toy_claim("b")}
+    reproduce("quick", out=tmp_path / "o", claims=claims, on_progress=lambda *a: calls.append(a))
+    assert calls == [(0, 2, "a"), (1, 2, "b"), (2, 2, None)]
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_progress_on_a_terminal_only_and_never_with_json(cli, tmp_path, monkeypatch, as_json):
+    import io
+
+    from rich.console import Console
+
+    import gradwatch.cli.experiments as commands
+
+    monkeypatch.setitem(CLAIMS, "loss-wall", _toy_claim("loss-wall"))
+    args = ["reproduce", "--only", "loss-wall", "--out", str(tmp_path / "o"), *(["--json"] if as_json else [])]
+    piped = cli(*args)  # capsys: stderr is not a terminal
+    assert piped.code == 0 and piped.err == ""
+    terminal = io.StringIO()
+    monkeypatch.setattr(commands, "stderr", Console(file=terminal, force_terminal=True, width=100))
+    r = cli(*args)
+    assert r.code == 0
+    shown = terminal.getvalue()
+    if as_json:
+        assert shown == "" and r.json()["passed"] == 1
+    else:
+        assert "reproduce" in shown and "0/1" in shown and "loss-wall" in shown and "0:00:0" in shown
+        assert "pass" in r.out and "loss-wall" in r.out

@@ -69,10 +69,11 @@ def fail(message: str, code: int = 2) -> None:
 
 def _register() -> None:
     # Imported here so that `gradwatch --help` stays quick and the import graph stays one-way.
-    from gradwatch.cli import experiments, lab, show
+    from gradwatch.cli import experiments, lab, show, watch
 
     app.add_typer(lab.app, name="lab")
     app.command("show")(show.show)
+    app.command("watch")(watch.watch)
     app.command("run")(experiments.run_cmd)
     app.command("sweep")(experiments.sweep_cmd)
     app.command("report")(experiments.report_cmd)

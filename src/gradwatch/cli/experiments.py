@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from gradwatch.cli.app import emit_json, print_warning
+from gradwatch.cli.app import emit_json, print_warning, stderr
 from gradwatch.errors import ConfigError
 from gradwatch.experiments import RunStore, Spec, run, sweep
 from gradwatch.experiments.runner import check_device
@@ -168,6 +171,30 @@ def report_cmd(
     Console(highlight=False).print(f"report written to {path}")
 
 
+@contextmanager
+def claim_progress(console: Console) -> Iterator[Callable[[int, int, str | None], None]]:
+    """A progress bar on ``console`` while claims run: done/total, the current claim, elapsed time.
+
+    Yields the ``on_progress(done, total, claim_id)`` callback of :func:`gradwatch.reproduce.reproduce`.
+    """
+    bar = Progress(
+        TextColumn("reproduce"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[claim]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+    task = bar.add_task("claims", total=None, claim="")
+
+    def on_progress(done: int, total: int, claim: str | None) -> None:
+        bar.update(task, completed=done, total=total, claim=claim or "", refresh=True)
+
+    with bar:
+        yield on_progress
+
+
 def reproduce_cmd(
     out: Annotated[Path, typer.Option("--out", help="Folder for results.json and index.html.")] = Path("reproduce"),
     full: Annotated[
@@ -179,7 +206,9 @@ def reproduce_cmd(
     """Re-check the published claims implemented so far; exit 1 if any claim failed."""
     from gradwatch.reproduce import reproduce
 
-    doc = reproduce("full" if full else "quick", only, out)
+    quiet = as_json or not stderr.is_terminal  # a log file or a pipe gets no bar
+    with nullcontext(None) if quiet else claim_progress(stderr) as on_progress:
+        doc = reproduce("full" if full else "quick", only, out, on_progress=on_progress)
     if as_json:
         emit_json(doc)
     else:

@@ -7,15 +7,27 @@ the log and the run always agree (the log carries the numbers, the layers' roles
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from gradwatch._output import check_figure_path
 from gradwatch.cli.app import emit_json
-from gradwatch.monitor import read_jsonl, verdict
+from gradwatch.monitor import History, Verdict, read_jsonl, verdict
 from gradwatch.monitor.plot import plot_history
+
+STATUS_COLOURS = {"healthy": "green", "vanishing": "yellow", "exploding": "red", "nonfinite": "red"}
+
+
+def verdict_document(history: History, result: Verdict) -> dict[str, Any]:
+    """The ``--json`` document of ``show`` (and ``watch``): the verdict, steps, layers, roles, first NaN/Inf."""
+    doc = result.to_json()
+    doc["steps"] = history.n_steps
+    doc["layers"] = list(history.layers)
+    doc["roles"] = history.roles
+    doc["first_nonfinite"] = history.nonfinite.to_json() if history.nonfinite else None
+    return doc
 
 
 def show(
@@ -33,16 +45,11 @@ def show(
     if plot is not None:
         plot_history(history, plot, verdict=result)
     if as_json:
-        doc = result.to_json()
-        doc["steps"] = history.n_steps
-        doc["layers"] = list(history.layers)
-        doc["roles"] = history.roles
-        doc["first_nonfinite"] = history.nonfinite.to_json() if history.nonfinite else None
-        emit_json(doc)
+        emit_json(verdict_document(history, result))
         return
     console = Console(highlight=False)
     console.print(f"{log}: {history.n_steps} recorded steps, {len(history.layers)} layers")
-    colour = {"healthy": "green", "vanishing": "yellow", "exploding": "red", "nonfinite": "red"}[result.status]
+    colour = STATUS_COLOURS[result.status]
     console.print(f"[bold {colour}]{result.status}[/]", markup=True)
     console.print(str(result).split("\n", 1)[1] if "\n" in str(result) else "", markup=False)
     if plot is not None:

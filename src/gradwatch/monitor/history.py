@@ -274,20 +274,9 @@ def read_jsonl(path: str | Path) -> History:
     try:
         with p.open(encoding="utf-8") as f:
             for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line, parse_float=_parse_float)
-                except json.JSONDecodeError as exc:
-                    raise ConfigError(f"{p}:{lineno} is not valid JSON ({exc.msg}).") from None
-                except OverflowError as exc:
-                    raise ConfigError(f"{p}:{lineno} holds {exc}.") from None
-                if not isinstance(rec, dict) or "step" not in rec or "layers" not in rec:
-                    raise ConfigError(f"{p}:{lineno} is not a gradwatch record (needs 'step' and 'layers').")
-                problem = check_record(rec)
-                if problem is not None:
-                    raise ConfigError(f"{p}:{lineno}: {problem}.")
-                records.append(rec)
+                rec = parse_line(line, p, lineno)
+                if rec is not None:
+                    records.append(rec)
     except UnicodeDecodeError as exc:
         raise ConfigError(
             f"Cannot read the log {str(p)!r}: it is not UTF-8 text (byte {exc.start} of a line)."
@@ -298,6 +287,32 @@ def read_jsonl(path: str | Path) -> History:
         return History.from_records(records)
     except (KeyError, TypeError, ValueError, OverflowError) as exc:  # what check_record does not cover
         raise ConfigError(f"The log {str(p)!r} is not a valid gradwatch log ({type(exc).__name__}: {exc}).") from None
+
+
+def parse_line(line: str, path: str | Path, lineno: int) -> dict[str, Any] | None:
+    """Parse and check one line of a JSONL log: the record, or None for a blank line.
+
+    The one check of :func:`read_jsonl`, shared with readers that follow a growing log
+    (``gradwatch watch``).
+
+    Raises:
+        ConfigError: the line is not JSON, not a gradwatch record, or fails
+            :func:`check_record`; the message names ``path:lineno``.
+    """
+    if not line.strip():
+        return None
+    try:
+        rec = json.loads(line, parse_float=_parse_float)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}:{lineno} is not valid JSON ({exc.msg}).") from None
+    except OverflowError as exc:
+        raise ConfigError(f"{path}:{lineno} holds {exc}.") from None
+    if not isinstance(rec, dict) or "step" not in rec or "layers" not in rec:
+        raise ConfigError(f"{path}:{lineno} is not a gradwatch record (needs 'step' and 'layers').")
+    problem = check_record(rec)
+    if problem is not None:
+        raise ConfigError(f"{path}:{lineno}: {problem}.")
+    return rec
 
 
 _MAX_INT = 2**63 - 1  # steps and counts are stored as int64

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,7 @@ def reproduce(
     out: str | Path = "reproduce",
     *,
     claims: dict[str, Claim] | None = None,
+    on_progress: Callable[[int, int, str | None], None] | None = None,
 ) -> dict[str, Any]:
     """Check every claim (or ``only`` those ids) at ``tier``; write ``results.json`` and ``index.html``.
 
@@ -74,6 +75,9 @@ def reproduce(
         only: claim ids to check; all of them when None.
         out: the output folder (created; its parent must exist).
         claims: the registry to check (default :data:`CLAIMS`), e.g. a test's variant.
+        on_progress: called as ``on_progress(done, total, claim_id)`` before each claim starts
+            and as ``on_progress(total, total, None)`` when all are checked (the CLI draws
+            its progress bar from it).
 
     Returns:
         The results document (as written to results.json).
@@ -92,7 +96,9 @@ def reproduce(
     cache: dict[str, list[Result]] = {}  # runs shared by claims (hs97-adding and irnn), trained once
     rows: list[dict[str, Any]] = []
     outcomes: dict[str, Outcome] = {}
-    for cid in ids:
+    for done, cid in enumerate(ids):
+        if on_progress is not None:
+            on_progress(done, len(ids), cid)
         claim = registry[cid]
         t0 = time.perf_counter()
         try:
@@ -118,6 +124,8 @@ def reproduce(
                 "note": outcome.note,
             }
         )
+    if on_progress is not None:
+        on_progress(len(ids), len(ids), None)
     doc = {
         "tier": tier,
         "claims": rows,
