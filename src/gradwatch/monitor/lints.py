@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from gradwatch.errors import GradwatchWarning
-from gradwatch.monitor.collectors.base import Batch, Collector, Loop, Params, StepContext
+from gradwatch.monitor.collectors.base import Batch, Collector, Loop, Params, Shadows, StepContext
 from gradwatch.monitor.collectors.clipping import Clipping, Versions, versions
 from gradwatch.monitor.collectors.grads import GradNorms
 from gradwatch.monitor.store import Store
@@ -146,21 +146,11 @@ class Lints(Collector):
         self._zeroed = False  # optimizer.zero_grad() ran since the last record
         self._prev: tuple[Versions, int] | None = None  # (versions, optimizer steps) at the last record
         self._run: list[int] = []  # consecutive records whose gradient kept growing in place
-        self._shadows: list[tuple[object, str, Callable[..., Any]]] = []
+        self._shadows = Shadows()
         if optimizer is not None:
-            self._shadow(optimizer, "zero_grad", self._on_zero_grad)
+            self._shadows.add(optimizer, "zero_grad", self._on_zero_grad)
         if scaler is not None:
-            self._shadow(scaler, "unscale_", self._on_unscale)
-
-    def _shadow(self, obj: object, attr: str, before: Callable[..., None]) -> None:
-        original = getattr(obj, attr)
-
-        def shadow(*args: Any, **kwargs: Any) -> Any:
-            before(*args, **kwargs)
-            return original(*args, **kwargs)
-
-        setattr(obj, attr, shadow)
-        self._shadows.append((obj, attr, shadow))
+            self._shadows.add(scaler, "unscale_", self._on_unscale)
 
     def issue(self, kind: str, step: int | None, message: str) -> None:
         """Warn ``message`` at the user's line, once per kind, and record it at the next sync."""
@@ -320,7 +310,4 @@ class Lints(Collector):
             )
 
     def close(self) -> None:
-        for obj, attr, fn in self._shadows:
-            if vars(obj).get(attr) is fn:
-                delattr(obj, attr)  # the class's method shows through again
-        self._shadows = []
+        self._shadows.remove()

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gradwatch.monitor.collectors.base import Batch, Collector, Loop, Params, StepContext
+from gradwatch.monitor.collectors.base import Batch, Collector, Loop, Params, Shadows, StepContext
 from gradwatch.monitor.store import Store
 
 __all__ = ["AmpScaler"]
@@ -42,23 +42,19 @@ class AmpScaler(Collector):
         self._skip_next: torch.Tensor | None = None
         self._skip_now: torch.Tensor | None = None
         self._scale_used: torch.Tensor | None = None
-        original_update, original_scale = scaler.update, scaler.scale
+        self._shadows = Shadows()
+        self._shadows.add(scaler, "update", self._before_update)
+        self._shadows.add(scaler, "scale", self._before_scale)
 
-        def update(*args: Any, **kwargs: Any) -> Any:
-            self._on_update()
-            if scaler._scale is not None:  # the scale this iteration's gradients were computed with
-                self._scale_used = scaler._scale.detach().reshape(1).clone()
-            return original_update(*args, **kwargs)
+    def _before_update(self, *args: Any, **kwargs: Any) -> None:
+        self._on_update()
+        if self.scaler._scale is not None:  # the scale this iteration's gradients were computed with
+            self._scale_used = self.scaler._scale.detach().reshape(1).clone()
 
-        def scale(*args: Any, **kwargs: Any) -> Any:
-            # a new iteration: its gradients will be scaled, and no step() call belongs to it yet
-            self.updated = False
-            self.call_since_update = False
-            return original_scale(*args, **kwargs)
-
-        scaler.update = update  # type: ignore[method-assign]
-        scaler.scale = scale  # type: ignore[method-assign]
-        self._shadows = (update, scale)
+    def _before_scale(self, *args: Any, **kwargs: Any) -> None:
+        # a new iteration: its gradients will be scaled, and no step() call belongs to it yet
+        self.updated = False
+        self.call_since_update = False
 
     def _stage(self) -> Any:
         from torch.amp.grad_scaler import OptState
@@ -124,6 +120,4 @@ class AmpScaler(Collector):
                     store.set("skipped", rows[vals > 0], True)
 
     def close(self) -> None:
-        for attr, fn in zip(("update", "scale"), self._shadows, strict=True):
-            if self.scaler.__dict__.get(attr) is fn:
-                delattr(self.scaler, attr)  # the class's method shows through again
+        self._shadows.remove()

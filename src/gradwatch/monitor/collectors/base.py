@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from gradwatch.monitor.config import Layer
     from gradwatch.monitor.store import Store
 
-__all__ = ["Accumulation", "Batch", "Collector", "Emitted", "Loop", "Params", "StepContext", "loss_tensor"]
+__all__ = ["Accumulation", "Batch", "Collector", "Emitted", "Loop", "Params", "Shadows", "StepContext", "loss_tensor"]
 
 HookT = TypeVar("HookT", bound=Callable[..., Any])
 Fields = dict[str, torch.Tensor]
@@ -231,6 +231,37 @@ def global_l2(per_param: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", over="ignore"):
         norm: np.ndarray = np.sqrt(np.sum(per_param * per_param, axis=-1))
     return norm
+
+
+class Shadows:
+    """Methods of the user's objects (optimizer, GradScaler) wrapped by instance attributes.
+
+    ``add(obj, "zero_grad", before)`` makes ``obj.zero_grad(...)`` run ``before(...)`` with the
+    same arguments, then the object's own method. :meth:`remove` deletes the instance
+    attributes, so the class's methods show through again (one that someone else replaced
+    since is left alone).
+    """
+
+    def __init__(self) -> None:
+        self._items: list[tuple[object, str, Callable[..., Any]]] = []
+
+    def add(self, obj: object, attr: str, before: Callable[..., None]) -> None:
+        """Run ``before`` ahead of every call of ``obj.<attr>``."""
+        original = getattr(obj, attr)
+
+        def shadow(*args: Any, **kwargs: Any) -> Any:
+            before(*args, **kwargs)
+            return original(*args, **kwargs)
+
+        setattr(obj, attr, shadow)
+        self._items.append((obj, attr, shadow))
+
+    def remove(self) -> None:
+        """Undo every :meth:`add` (idempotent)."""
+        for obj, attr, fn in self._items:
+            if vars(obj).get(attr) is fn:
+                delattr(obj, attr)
+        self._items = []
 
 
 class Collector:
