@@ -215,9 +215,9 @@ class Layer:
 
 def depth_order(layers: Sequence[Layer], first_calls: Sequence[str]) -> list[int]:
     """Layer indices in the order the model first ran them (those never seen keep their place after)."""
-    names = [layer.name for layer in layers]
-    seen = [names.index(n) for n in first_calls]
-    return seen + [i for i in range(len(names)) if i not in seen]
+    index = {layer.name: i for i, layer in enumerate(layers)}
+    seen = [index[n] for n in first_calls if n in index]  # other modules' calls say nothing of depth
+    return seen + [i for i in range(len(layers)) if i not in seen]
 
 
 def _matcher(spec: Filter) -> Callable[[str], bool] | None:

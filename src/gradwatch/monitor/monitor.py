@@ -99,9 +99,12 @@ class Monitor:
         self._written = 0
         self._closed = False
         self._accumulation = Accumulation(cfg.accumulation_steps) if cfg.accumulation_steps > 1 else None
-        self._chain = build_chain(cfg, model, optimizer, scaler, self._params, self._loop)
-        # depth order (the order in which layers first run) and loop cells, learnt until the first record
-        self._calls = CallCounter(model, [(layer.name, modules[layer.name]) for layer in self.layers])
+        # depth order (the order in which layers first run), loop cells, and where parameter-free
+        # modules ran between layers (for the non-finite origin), learnt until the first record
+        watched = {layer.name: modules[layer.name] for layer in self.layers}
+        watched.update((n, m) for n, m in modules.items() if not list(m.children()))
+        self._calls = CallCounter(model, list(watched.items()))
+        self._chain = build_chain(cfg, model, optimizer, scaler, self._params, self._loop, lambda: self._calls.order)
         self._roles = layer_roles(model, [layer.name for layer in self.layers])
         self._handles = []
         if optimizer is not None:

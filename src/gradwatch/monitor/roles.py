@@ -109,7 +109,7 @@ def loop_roles(roles: Mapping[str, str], calls: Mapping[str, int], forwards: int
         forwards: forward calls of the whole model in the same time (0: the model itself was
             not called; the least-called layer is then the unit).
     """
-    seen = [c for c in calls.values() if c > 0]
+    seen = [c for name, c in calls.items() if name in roles and c > 0]
     unit = forwards if forwards > 0 else min(seen, default=1)
     out = dict(roles)
     for name, n in calls.items():
@@ -146,7 +146,8 @@ class CallCounter:
 
     Args:
         model: the model (its forward calls are counted).
-        layers: (name, module) of every monitored layer.
+        layers: (name, module) of every module to watch: the monitored layers (and any other
+            module whose first-call order is wanted; only layers get a role).
     """
 
     def __init__(self, model: nn.Module, layers: Iterable[tuple[str, nn.Module]]) -> None:

@@ -9,15 +9,7 @@ from typing import Any
 import numpy as np
 
 import gradwatch as gw
-
-
-def _num(v: float) -> Any:
-    v = float(v)
-    if math.isnan(v):
-        return "nan"
-    if math.isinf(v):
-        return "inf" if v > 0 else "-inf"
-    return v
+from gradwatch._output import to_json_number
 
 
 def records(
@@ -40,20 +32,20 @@ def records(
         layers = {}
         for n in names:
             stats: dict[str, Any] = {
-                "grad_norm": _num(grad[n][t]),
-                "grad_max": _num(grad_max[n][t] if grad_max else float(grad[n][t]) / 10),
+                "grad_norm": to_json_number(grad[n][t]),
+                "grad_max": to_json_number(grad_max[n][t] if grad_max else float(grad[n][t]) / 10),
                 "param_norm": None,
                 "update_ratio": None,
                 "numel": (numel or {}).get(n, 100),
             }
             for key, series in (("param_norm", param), ("update_ratio", update), ("row_fraction", row_fraction)):
                 if series and n in series and not math.isnan(series[n][t]):
-                    stats[key] = _num(series[n][t])
+                    stats[key] = to_json_number(series[n][t])
             layers[n] = stats
         with np.errstate(invalid="ignore", over="ignore"):
             g = float(np.sqrt(np.sum(np.square([float(grad[n][t]) for n in names]))))
-        rec: dict[str, Any] = {"step": t, "global_grad_norm": _num(g), "layers": layers}
-        rec["loss"] = None if loss is None else _num(loss[t])
+        rec: dict[str, Any] = {"step": t, "global_grad_norm": to_json_number(g), "layers": layers}
+        rec["loss"] = None if loss is None else to_json_number(loss[t])
         if t == 0 and roles:
             rec["roles"] = dict(roles)
         out.append(rec)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -117,8 +118,13 @@ def build_chain(
     scaler: torch.amp.GradScaler | None,
     params: Params,
     loop: Loop,
+    call_order: Callable[[], Sequence[str]] = list,
 ) -> Chain:
-    """The collectors a configuration asks for; those that are off are not in the chain at all."""
+    """The collectors a configuration asks for; those that are off are not in the chain at all.
+
+    ``call_order`` gives the modules in the order the first forward ran them (for the
+    non-finite origin, which names a parameter-free module between two layers).
+    """
     grads = GradNorms(params, max_every=max_period(cfg.grad_max))
     # a disabled GradScaler (GradScaler(enabled=False), the usual fp32 switch) scales nothing: no collector
     use_amp = scaler is not None and scaler.is_enabled() and optimizer is not None
@@ -136,6 +142,7 @@ def build_chain(
             undecided=lambda: (
                 loop.last_record if amp is not None and amp.call_since_update and not amp.updated else None
             ),
+            call_order=call_order,
         ),
         amp=amp,
         weights=None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from gradwatch.monitor.collectors.base import Batch, Collector, Loop, Params, StepContext, eager
+from gradwatch.monitor.collectors.base import Batch, Collector, Loop, Params, StepContext
 from gradwatch.monitor.collectors.grads import GradNorms
 from gradwatch.monitor.nonfinite import NonFinite, NonFiniteTracer
 from gradwatch.monitor.store import Store
@@ -54,6 +54,8 @@ class NonFiniteOrigin(Collector):
         model: the model (its leaf modules are traced).
         trace: True (always), "auto" (after the first non-finite value) or False (never).
         undecided: the step whose GradScaler skip flag has not arrived yet (or None).
+        call_order: the modules (layers and leaves) in the order the first forward ran them
+            (the monitor's :class:`~gradwatch.monitor.roles.CallCounter` learns it).
     """
 
     name = "nonfinite"
@@ -67,6 +69,7 @@ class NonFiniteOrigin(Collector):
         *,
         trace: bool | str,
         undecided: Callable[[], int | None] = lambda: None,
+        call_order: Callable[[], Sequence[str]] = list,
     ) -> None:
         super().__init__()
         self.grads, self.params, self.loop = grads, params, loop
@@ -83,10 +86,8 @@ class NonFiniteOrigin(Collector):
             )
             if trace is True:
                 self.tracer.attach()
-        # the order leaf modules first run in, learnt by one-shot hooks removed at the first record
         self._own = {n for n, m in leaves if type(m).__module__.split(".")[0] != "torch" and not m._parameters}
-        self._leaf_order: list[str] = []
-        self._order_handles = [m.register_forward_pre_hook(self._order_hook(n)) for n, m in leaves]
+        self._call_order = call_order
         self._flags: list[Flag] = []
         self._auto_until: int | None = None  # loop.calls at which the auto-armed hooks are dropped
         self._auto_done = False  # the auto-armed hooks located a recurrence, or gave up: never again
@@ -107,25 +108,11 @@ class NonFiniteOrigin(Collector):
         self._flags += [f[:4] for f in flags]
         return [(f[0], {"span": f[4].reshape(1)}) for f in flags]
 
-    def _order_hook(self, name: str) -> Callable[..., None]:
-        def hook(module: nn.Module, args: object) -> None:
-            if name not in self._leaf_order:
-                self._leaf_order.append(name)
-
-        return eager(hook)
-
-    def _drop_order_hooks(self) -> None:
-        for h in self._order_handles:
-            h.remove()
-        self._order_handles = []
-
     def _keep_inputs(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self._inputs = (args, kwargs)
 
     def collect(self, ctx: StepContext) -> None:
         self._loss = ctx.loss
-        if self._order_handles:
-            self._drop_order_hooks()
         inputs, self._inputs = self._inputs, None  # hold the batch no longer than one step
         loss = ctx.loss
         if (
@@ -285,7 +272,7 @@ class NonFiniteOrigin(Collector):
         torch's own parameter-free modules (activations, dropout, pooling) do not turn finite
         gradients into NaN; a hand-written distance, norm or ``where`` often does.
         """
-        order = self._leaf_order
+        order = list(self._call_order())
         if layer not in order:
             return None
         between = []
@@ -297,7 +284,6 @@ class NonFiniteOrigin(Collector):
         return own[0] if len(own) == 1 else None
 
     def close(self) -> None:
-        self._drop_order_hooks()
         if self._input_handle is not None:
             self._input_handle.remove()
             self._input_handle = None
