@@ -15,6 +15,7 @@ from gradwatch.errors import ConfigError, GradwatchError, GradwatchWarning, NonF
 
 if TYPE_CHECKING:
     from gradwatch import (
+        diagnose,
         experiments,
         integrations,
         models,
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 
 _SUBPACKAGES = frozenset(
     {
+        "diagnose",
         "experiments",
         "integrations",
         "models",
@@ -91,6 +93,7 @@ __all__ = [
     "TimeProfile",
     "Verdict",
     "__version__",
+    "diagnose",
     "experiments",
     "integrations",
     "models",

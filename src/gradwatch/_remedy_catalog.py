@@ -7,7 +7,7 @@ monitor's verdict names remedies from it as data (the monitor never imports
 
 Entries are in the order the runner applies per-step remedies: norm clipping first (so it
 may act on a norm measured before any other remedy touched the gradients), then value,
-unit-wise and percentile clipping, then the regularizer.
+unit-wise and percentile clipping, spike skipping and ZClip, then the regularizer.
 """
 
 from __future__ import annotations
@@ -82,12 +82,38 @@ CATALOG: tuple[RemedyInfo, ...] = (
         "gradwatch.remedies.clipping.AutoClip",
     ),
     RemedyInfo(
+        "skip_step_on_spike",
+        "clipping",
+        "the LLM trainers' practice (PaLM, Chowdhery et al. 2022, §5.1: skipping the batches around a spike)",
+        "skips the optimizer step (weights and optimizer state unchanged) when ‖g‖ or the loss has an EMA z-score "
+        "above a threshold: one outlier batch cannot move the weights",
+        "gradwatch.remedies.spike.SkipStepOnSpike",
+    ),
+    RemedyInfo(
+        "zclip",
+        "clipping",
+        "Kumar, Owen, Roy Chowdhury & Güra 2025 (ZClip), arXiv:2504.02507",
+        "clips ‖g‖ only when its z-score against an EMA of past norms exceeds z_thres, to μ + z_thres²σ/z: "
+        "no fixed threshold to tune",
+        "gradwatch.remedies.spike.ZClip",
+    ),
+    RemedyInfo(
         "pascanu_regularizer",
         "regularizer",
         "Pascanu, Mikolov & Bengio 2013, eq. 9",
         "penalizes changes of ‖∂E/∂x_k‖ from step to step, keeping the error signal alive in time",
         "gradwatch.remedies.regularizer.pascanu_penalty",
         advice="penalizes the change of ‖∂E/∂x_k‖ from step to step, keeping the error signal alive across time (Pascanu et al. 2013)",
+    ),
+    RemedyInfo(
+        "flossing",
+        "regularizer",
+        'Engelken 2023, NeurIPS, "Gradient flossing: improving gradient descent through dynamic control of Jacobians"',
+        "pushes the first k Lyapunov exponents of the forward dynamics toward 0 (loss Σλ_i²), so k directions "
+        "of the long-term Jacobian neither vanish nor explode",
+        "gradwatch.remedies.flossing.flossing_loss",
+        advice="gradient flossing pushes the recurrent Lyapunov exponents toward 0 (a loss Σλ_i²), so the "
+        "gradient through time neither vanishes nor explodes (Engelken 2023)",
     ),
     RemedyInfo(
         "init:kumar",

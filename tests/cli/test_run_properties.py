@@ -166,7 +166,9 @@ def test_a_diverged_run_is_a_failure_with_no_error_rate(cli, tmp_path):
     r = cli("report", str(tmp_path / "store"))
     assert r.code == 0, r.err
     page = (tmp_path / "store" / "index.html").read_text(encoding="utf-8")
-    assert "<td>0/1</td><td>—</td><td>1</td>" in page  # not solved, no mean error, one diverged
+    assert (
+        '<td class="num">0/1</td><td class="num">—</td><td class="num">1</td>' in page
+    )  # not solved, no mean error, one diverged
     assert "0.000" not in page
 
 

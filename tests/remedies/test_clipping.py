@@ -119,3 +119,17 @@ def test_autoclip_thresholds_are_numpy_percentiles_of_the_history():
 def test_bad_parameters_are_named(call, match):
     with pytest.raises(ConfigError, match=match):
         call()
+
+
+def test_autoclip_makes_no_host_sync() -> None:
+    """Its threshold stays a device tensor (torch's clip_grads_with_norm_ would call float() on it)."""
+    from tests.monitor.test_collectors import _CountSyncs
+
+    p = torch.nn.Parameter(torch.zeros(4))
+    auto = clipping.AutoClip(percentile=50)
+    for g in (1.0, 3.0, 2.0):
+        p.grad = torch.full((4,), g)
+        with _CountSyncs() as mode:
+            auto([p])
+        assert mode.syncs == 0
+    assert float(p.grad.norm()) == pytest.approx(4.0 * 4.0 / (4.0 + 1e-6), rel=1e-6)  # at the median of 2, 6, 4

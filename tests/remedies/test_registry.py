@@ -11,7 +11,7 @@ import torch
 import gradwatch._remedy_catalog as catalog
 import gradwatch.remedies as remedies
 from gradwatch.errors import ConfigError
-from gradwatch.remedies import clipping, registry
+from gradwatch.remedies import clipping, flossing, registry, spike
 from gradwatch.remedies.init import INITS
 from gradwatch.remedies.regularizer import pascanu_penalty
 
@@ -44,7 +44,8 @@ def test_the_registry_is_the_catalog_plus_how_to_apply_it():
         assert r.applies_in_runner == (not r.not_in_runner)
         assert bool(r.params) == (r.make is not None), r.name  # only per-step remedies take parameters
         assert bool(r.models) == bool(r.needs), r.name
-    assert registry.STEP_REMEDIES == ("clip_grad_norm", "clip_grad_value", "agc", "autoclip", "pascanu_regularizer")
+    assert registry.STEP_REMEDIES[-2:] == ("pascanu_regularizer", "flossing")  # the regularizers last
+    assert registry.STEP_REMEDIES[:4] == ("clip_grad_norm", "clip_grad_value", "agc", "autoclip")
 
 
 def _advised_names() -> set[str]:
@@ -102,7 +103,26 @@ REFERENCE = {  # name → (params, what the runner's loop did before the registr
     "clip_grad_value": ({"clip_value": 0.01}, lambda ps, model, loss: torch.nn.utils.clip_grad_value_(ps, 0.01)),
     "agc": ({"clipping": 0.02}, lambda ps, model, loss: clipping.adaptive_clip_grad_(ps, clipping=0.02)),
     "autoclip": ({"percentile": 50.0}, lambda ps, model, loss: clipping.AutoClip(percentile=50.0)(ps)),
+    "skip_step_on_spike": (
+        {"z_thresh": 4.0, "warmup": 2.0, "loss": 1.0},
+        lambda ps, model, loss: spike.SkipStepOnSpike(on="both", z_thresh=4.0, warmup=2).decide(ps, loss=loss),
+    ),
+    "zclip": ({"z_thresh": 2.0, "warmup": 2.0}, lambda ps, model, loss: spike.ZClip(z_thresh=2.0, warmup=2)(ps)),
     "pascanu_regularizer": ({"alpha": 0.5}, None),
+    "flossing": ({"weight": 0.5, "k": 2.0, "every": 1.0}, None),
+}
+
+PENALTY_REFERENCE = {  # name → the penalty computed directly from the model
+    "pascanu_regularizer": lambda model, loss: 0.5 * pascanu_penalty(loss, model.hidden_states),
+    "flossing": lambda model, loss: (
+        0.5
+        * flossing.flossing_loss(
+            [lambda u, h, c=c: c.act(c.w_in(u) + c.w_rec(h)) for c in model.cells],
+            model.inputs,
+            k=2,
+            hidden_size=[c.hidden for c in model.cells],
+        )
+    ),
 }
 
 
@@ -127,10 +147,12 @@ def test_step_remedy_equals_the_direct_call(name):
     (model_a, loss_a), (model_b, loss_b) = ours, ref
     if step.penalty is not None:
         (loss_a + step.penalty(loss_a, model_a)).backward()
-        (loss_b + params["alpha"] * pascanu_penalty(loss_b, model_b.hidden_states)).backward()
+        (loss_b + PENALTY_REFERENCE[name](model_b, loss_b)).backward()
     else:
         loss_a.backward()
         loss_b.backward()
+        if step.observe is not None:
+            step.observe(loss_a.detach())
         step.after_backward(list(model_a.parameters()), None)
         reference(list(model_b.parameters()), model_b, loss_b)
     for a, b in zip(model_a.parameters(), model_b.parameters(), strict=True):

@@ -57,9 +57,19 @@ def test_report_renders_a_self_contained_page(page: str) -> None:
 
 
 def test_summary_table_has_one_row_per_group_of_seeds(store: Path, page: str) -> None:
-    rows = re.findall(r"<tr><td>([^<]+)</td><td>(\d+)</td><td>(\d+)</td><td>(\d+)/(\d+)</td>", page)
-    assert [(label, int(t)) for label, t, *_ in rows] == list(group_results(RunStore(store).results()))
-    assert all(seeds == total == "1" for _, _, seeds, _, total in rows)
+    cell = r'<td class="num">(\d+)</td>'
+    rows = re.findall(
+        r'<tr data-status="(\w+)"><td><span class="pill \w+">\w+</span></td><td>([^<]+)</td>'
+        + cell * 2
+        + r'<td class="num">(\d+)/(\d+)</td>',
+        page,
+    )
+    assert [(label, int(t)) for _, label, t, *_ in rows] == list(group_results(RunStore(store).results()))
+    assert all(seeds == total == "1" for _, _, _, seeds, _, total in rows)
+    # a group's status is what its seeds did; the filter buttons offer the statuses present
+    for status, _, _, _, solved, _ in rows:
+        assert status == ("solved" if solved == "1" else "unsolved")
+        assert f'data-filter="{status}"' in page
     assert "4 runs from <code>" in page
 
 

@@ -46,11 +46,19 @@ def test_reproduce_page_rows_sections_figures_and_escaping() -> None:
     fig = Figure()
     fig.subplots().plot([0, 1], [1, 0])
     page = pages.reproduce_page(DOC, {"held": fig, "broke": PNG, "gpu": None})
-    assert re.findall(r'<tr class="(\w+)">', page) == ["pass", "fail", "skipped"]
-    assert [m for m in re.findall(r'<section id="([^"]+)"><h2>[^<]+: (\w+)</h2>', page)] == [
-        ("held", "pass"),
-        ("broke", "FAIL"),
-        ("gpu", "skipped"),
+    assert re.findall(r'<tr data-status="(\w+)">', page) == ["pass", "fail", "skipped"]
+    sections = r'<section class="card" id="([^"]+)" data-status="(\w+)">.*?<span class="pill \w+">(\w+)</span>'
+    assert re.findall(sections, page, re.S) == [
+        ("held", "pass", "pass"),
+        ("broke", "fail", "FAIL"),
+        ("gpu", "skipped", "skipped"),
+    ]
+    # one filter button per status present, with its count
+    assert re.findall(r'data-filter="(\w+)" aria-pressed="\w+">([^<]+)</button>', page) == [
+        ("all", "all"),
+        ("pass", "held 1"),
+        ("fail", "failed 1"),
+        ("skipped", "skipped 1"),
     ]
     assert page.count('src="data:image/png;base64,') == 2  # the skipped claim has no figure
     assert "x &lt; y" in page and "Doya 1993 &amp; co" in page and "&lt;b&gt;trace&lt;/b&gt;" in page
@@ -75,8 +83,30 @@ def test_both_pages_share_the_base_layout() -> None:
         assert page.startswith('<!doctype html>\n<html lang="en"><head>')  # the browser test injects after <head>
         assert page.count("<style>") == 1 and page.rstrip().endswith("</body></html>")
     assert "<code>runs/&lt;x&gt;</code>" in run_store and "3 s of training" in run_store
-    assert "<td>1/2</td><td>—</td><td>0</td><td>healthy, vanishing</td>" in run_store  # NaN shows as unknown
+    # NaN shows as unknown; one seed of two solved: a partial group
+    assert '<td class="num">1/2</td><td class="num">—</td><td class="num">0</td>' in run_store
+    assert '<span class="pill healthy">healthy</span> <span class="pill vanishing">vanishing</span>' in run_store
+    assert '<tr data-status="partial">' in run_store
     assert "Gradient flow" not in run_store  # no heat maps given, no heading
+    for page in (run_store, reproduce):  # the shell every page shares: summary bar, theme toggle, lightbox
+        assert '<header class="summary">' in page and 'id="gw-theme"' in page and 'id="gw-lightbox"' in page
+
+
+def test_store_row_status_and_flow_filters() -> None:
+    assert [pages.StoreRow("x", 10, 3, n, 0.1, []).status for n in (3, 1, 0)] == ["solved", "partial", "unsolved"]
+    page = pages.run_store_page(
+        root="r",
+        n_runs=1,
+        seconds=1.0,
+        rows=[pages.StoreRow("x", 10, 1, 1, 0.1, ["healthy"])],
+        figures=[],
+        flows=[("x, T=10, seed 0", PNG, "solved"), ("no status", PNG)],
+    )
+    assert re.findall(r'<section class="card"( data-status="\w+")?><h3>([^<]+)</h3>', page) == [
+        (' data-status="solved"', "x, T=10, seed 0"),
+        ("", "no status"),
+    ]
+    assert page.count('<button type="button" class="zoom"') == page.count("<img ") == 2
 
 
 def test_a_misspelt_template_field_fails_loudly() -> None:

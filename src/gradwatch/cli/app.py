@@ -69,7 +69,7 @@ def fail(message: str, code: int = 2) -> None:
 
 def _register() -> None:
     # Imported here so that `gradwatch --help` stays quick and the import graph stays one-way.
-    from gradwatch.cli import experiments, lab, show, watch
+    from gradwatch.cli import diagnose, experiments, lab, show, watch
 
     app.add_typer(lab.app, name="lab")
     app.command("show")(show.show)
@@ -78,6 +78,7 @@ def _register() -> None:
     app.command("sweep")(experiments.sweep_cmd)
     app.command("report")(experiments.report_cmd)
     app.command("reproduce")(experiments.reproduce_cmd)
+    app.command("diagnose")(diagnose.diagnose_cmd)
 
 
 _register()

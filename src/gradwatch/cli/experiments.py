@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from gradwatch._progress import progress_bar
 from gradwatch.cli.app import emit_json, print_warning, stderr
 from gradwatch.errors import ConfigError
 from gradwatch.experiments import RunStore, Spec, run, sweep
@@ -138,18 +136,20 @@ def sweep_cmd(
     as_json: JsonOpt = False,
     no_limits: NoLimitsOpt = False,
 ) -> None:
-    """Run a grid of experiments into a run store, with a progress bar; resumable."""
+    """Run a grid of experiments into a run store, with a progress bar on a terminal; resumable."""
     RunStore(out)  # an unwritable --out fails before any training
-    results = sweep(
-        file,
-        out,
-        executor=executor,
-        workers=workers,
-        resume=resume,
-        progress=not as_json,
-        ray_address=ray_address,
-        limits=not no_limits,
-    )
+    with progress_bar("sweep", stderr, enabled=not as_json) as on_progress:  # drawn on a terminal only
+        results = sweep(
+            file,
+            out,
+            executor=executor,
+            workers=workers,
+            resume=resume,
+            progress=False,
+            on_progress=on_progress,
+            ray_address=ray_address,
+            limits=not no_limits,
+        )
     solved = sum(r.success for r in results)
     if as_json:
         emit_json({"runs": len(results), "solved": solved, "out": str(out)})
@@ -171,30 +171,6 @@ def report_cmd(
     Console(highlight=False).print(f"report written to {path}")
 
 
-@contextmanager
-def claim_progress(console: Console) -> Iterator[Callable[[int, int, str | None], None]]:
-    """A progress bar on ``console`` while claims run: done/total, the current claim, elapsed time.
-
-    Yields the ``on_progress(done, total, claim_id)`` callback of :func:`gradwatch.reproduce.reproduce`.
-    """
-    bar = Progress(
-        TextColumn("reproduce"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[claim]}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
-    task = bar.add_task("claims", total=None, claim="")
-
-    def on_progress(done: int, total: int, claim: str | None) -> None:
-        bar.update(task, completed=done, total=total, claim=claim or "", refresh=True)
-
-    with bar:
-        yield on_progress
-
-
 def reproduce_cmd(
     out: Annotated[Path, typer.Option("--out", help="Folder for results.json and index.html.")] = Path("reproduce"),
     full: Annotated[
@@ -206,8 +182,7 @@ def reproduce_cmd(
     """Re-check the published claims implemented so far; exit 1 if any claim failed."""
     from gradwatch.reproduce import reproduce
 
-    quiet = as_json or not stderr.is_terminal  # a log file or a pipe gets no bar
-    with nullcontext(None) if quiet else claim_progress(stderr) as on_progress:
+    with progress_bar("reproduce", stderr, enabled=not as_json) as on_progress:  # drawn on a terminal only
         doc = reproduce("full" if full else "quick", only, out, on_progress=on_progress)
     if as_json:
         emit_json(doc)

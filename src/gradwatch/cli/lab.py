@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,7 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from gradwatch._output import check_figure_path
-from gradwatch.cli.app import emit_json
+from gradwatch._progress import progress_bar
+from gradwatch.cli.app import emit_json, stderr
 from gradwatch.report import lab as lab_report
 
 app = typer.Typer(
@@ -29,6 +31,15 @@ NoLimitsOpt = Annotated[
         "--no-limits", help="Run even when the memory or time estimate is over the limits (docs/cli.md lists them)."
     ),
 ]
+
+
+def _compute(name: str, compute: Callable[[], lab_report.LabRun], as_json: bool) -> lab_report.LabRun:
+    """Run one lab model under the progress bar (on a terminal only, never with --json)."""
+    with progress_bar("lab", stderr, enabled=not as_json) as on_progress:
+        on_progress(0, 1, name)
+        run = compute()
+        on_progress(1, 1, None)
+    return run
 
 
 def _finish(run: lab_report.LabRun, as_json: bool, plot: Path | None) -> None:
@@ -86,7 +97,10 @@ def rnn_cmd(
 ) -> None:
     """Sigmoid RNN: Jacobian products vs the bounds, gradient as a sum of per-step terms."""
     _check_plot_first(plot)
-    _finish(lab_report.lab_rnn(hidden, gamma, steps, seed, n_input, limits=not no_limits), as_json, plot)
+    run = _compute(
+        "rnn", lambda: lab_report.lab_rnn(hidden, gamma, steps, seed, n_input, limits=not no_limits), as_json
+    )
+    _finish(run, as_json, plot)
 
 
 @app.command("note3")
@@ -100,7 +114,7 @@ def note3_cmd(
 ) -> None:
     """The article's note 3: the spectral radius alone does not decide vanishing vs exploding."""
     _check_plot_first(plot)
-    _finish(lab_report.lab_note3(eps, c, n, limits=not no_limits), as_json, plot)
+    _finish(_compute("note3", lambda: lab_report.lab_note3(eps, c, n, limits=not no_limits), as_json), as_json, plot)
 
 
 @app.command("doya")
@@ -119,7 +133,12 @@ def doya_cmd(
 ) -> None:
     """Doya's one-neuron network: folds, bistability, hysteresis and sensitivities."""
     _check_plot_first(plot)
-    _finish(lab_report.lab_doya(w, b, b_min, b_max, eps, steps, far_x0, delta, limits=not no_limits), as_json, plot)
+    run = _compute(
+        "doya",
+        lambda: lab_report.lab_doya(w, b, b_min, b_max, eps, steps, far_x0, delta, limits=not no_limits),
+        as_json,
+    )
+    _finish(run, as_json, plot)
 
 
 @app.command("landscape")
@@ -137,7 +156,12 @@ def landscape_cmd(
 ) -> None:
     """The geometric model: the wall in the loss landscape and the gradient spike at it."""
     _check_plot_first(plot)
-    _finish(lab_report.lab_landscape(w, x0, target, b_min, b_max, eps, steps, limits=not no_limits), as_json, plot)
+    run = _compute(
+        "landscape",
+        lambda: lab_report.lab_landscape(w, x0, target, b_min, b_max, eps, steps, limits=not no_limits),
+        as_json,
+    )
+    _finish(run, as_json, plot)
 
 
 @app.command("spectrum")
@@ -155,11 +179,14 @@ def spectrum_cmd(
 ) -> None:
     """Lyapunov exponents (QR method) and Jacobian singular values of a recurrent cell."""
     _check_plot_first(plot)
-    _finish(
-        lab_report.lab_spectrum(cell, hidden, steps, seed, input_size, input_scale, burn_in, limits=not no_limits),
+    run = _compute(
+        "spectrum",
+        lambda: lab_report.lab_spectrum(
+            cell, hidden, steps, seed, input_size, input_scale, burn_in, limits=not no_limits
+        ),
         as_json,
-        plot,
     )
+    _finish(run, as_json, plot)
 
 
 @app.command("all")
@@ -170,7 +197,8 @@ def all_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Run every lab model with the article's values; write all figures and summary.json."""
-    result = lab_report.lab_all(out)
+    with progress_bar("lab", stderr, enabled=not as_json) as on_progress:  # drawn on a terminal only
+        result = lab_report.lab_all(out, on_progress=on_progress)
     if as_json:
         emit_json(result)
         return

@@ -27,7 +27,18 @@ def verdict_document(history: History, result: Verdict) -> dict[str, Any]:
     doc["layers"] = list(history.layers)
     doc["roles"] = history.roles
     doc["first_nonfinite"] = history.nonfinite.to_json() if history.nonfinite else None
+    if history.lyapunov:
+        doc["lyapunov"] = {n: {"step": s, "exponents": v} for n, (s, v) in latest_lyapunov(history).items()}
     return doc
+
+
+def latest_lyapunov(history: History) -> dict[str, tuple[int, list[float]]]:
+    """The latest λ_1..λ_k of each recurrent module (``Monitor(lyapunov_every=...)``): name → (step, exponents)."""
+    out: dict[str, tuple[int, list[float]]] = {}
+    for step, exps in history.lyapunov:
+        for name, values in exps.items():
+            out[name] = (step, [float(v) for v in values])
+    return out
 
 
 def show(
@@ -52,5 +63,8 @@ def show(
     colour = STATUS_COLOURS[result.status]
     console.print(f"[bold {colour}]{result.status}[/]", markup=True)
     console.print(str(result).split("\n", 1)[1] if "\n" in str(result) else "", markup=False)
+    for name, (step, exps) in latest_lyapunov(history).items():
+        shown = ", ".join(f"{v:+.3f}" for v in exps)
+        console.print(f"Lyapunov exponents of {name or '(model)'} at step {step} (nats/step): {shown}", markup=False)
     if plot is not None:
         console.print(f"figure written to {plot}")

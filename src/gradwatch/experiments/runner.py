@@ -285,6 +285,8 @@ def run(
     metrics_path = None if run_dir is None else Path(run_dir) / "metrics.jsonl"
     remedy = registry.build(spec.remedies)  # the per-step remedies, chained in the registry's order
     result = Result(spec=spec)
+    # remedies acting inside optimizer.step() (skipping a spike) put their hooks before the monitor's
+    detach = remedy.attach(opt) if remedy.attach is not None else None
     with Monitor(
         model,
         opt,
@@ -301,6 +303,8 @@ def run(
             total = loss if remedy.penalty is None else loss + remedy.penalty(loss, model)
             total.backward()
             mon.step(loss)  # before clipping: the gradient as backprop produced it
+            if remedy.observe is not None:
+                remedy.observe(loss.detach())
             if remedy.after_backward is not None:
                 # the norm the monitor just measured: clipping scales by it instead of reading every gradient again
                 remedy.after_backward(list(model.parameters()), mon.grad_norm())
@@ -326,6 +330,8 @@ def run(
                 break
         history = mon.history
         result.verdict = mon.verdict().to_json()
+    if detach is not None:
+        detach()
     with np.errstate(all="ignore"):
         for name, lh in history.layers.items():
             finite = lh.grad_norm[np.isfinite(lh.grad_norm)]

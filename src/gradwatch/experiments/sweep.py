@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from gradwatch import _checks
+from gradwatch._progress import ProgressCallback, progress_bar
 from gradwatch.errors import ConfigError, GradwatchWarning
 from gradwatch.experiments.runner import Result, check_device, run
 from gradwatch.experiments.spec import Spec, check_size
@@ -239,6 +240,7 @@ def sweep(
     progress: bool = True,
     ray_address: str | None = None,
     on_result: Callable[[Result], None] | None = None,
+    on_progress: ProgressCallback | None = None,
     limits: bool = True,
 ) -> list[Result]:
     """Run every spec into the run store at ``out``; returns all results (finished before or now).
@@ -258,10 +260,16 @@ def sweep(
         resume: skip specs whose verified result is already in the store; a run whose result
             is invalid (empty, truncated, failing its schema or checksum) runs again, with a
             GradwatchWarning naming it and the reason.
-        progress: show a rich progress bar with ETA and pass/fail counts on stderr.
+        progress: show the progress bar (:func:`gradwatch._progress.progress_bar`: runs done /
+            total, the oldest run in flight with the solved/not counts, elapsed time) on stderr
+            when it is a terminal; ignored when ``on_progress`` is given.
         ray_address: with executor="ray", a cluster's host:port or ray://host:port; None starts
             Ray locally with ``workers`` CPUs. An unreachable address fails within seconds.
         on_result: called with each new result as it arrives.
+        on_progress: called as ``on_progress(done, total, current)`` before the first run,
+            after each run and once at the end with ``current=None``; ``current`` counts the
+            solved and unsolved runs so far and names the oldest run still in flight
+            (``"1 solved, 0 not · <run id> +1 running"``).
         limits: refuse, before any training, a spec whose estimated memory or time is over
             the limits (:func:`gradwatch.experiments.spec.check_size`); False lifts them.
 
@@ -292,7 +300,11 @@ def sweep(
             if executor == "ray"
             else _local_results(todo, store, max(1, min(n_workers, len(todo))))
         )
-        _consume(stream if todo else iter(()), len(todo), progress, on_result)
+        if on_progress is not None:
+            _consume(stream, todo, n_workers, on_progress, on_result)
+        else:
+            with progress_bar("sweep", enabled=progress) as bar:
+                _consume(stream, todo, n_workers, bar, on_result)
     done = {r.spec.run_id: r for r in store.results()}
     return [done[i] for i in ids if i in done]
 
@@ -316,32 +328,31 @@ def _todo(spec_list: list[Spec], store: RunStore, resume: bool) -> list[Spec]:
     return todo
 
 
-def _consume(stream: Iterable[Result], total: int, progress: bool, on_result: Callable[[Result], None] | None) -> None:
-    """Drain the executor's results, with a rich progress bar (ETA, solved/not counts) on stderr."""
+def _consume(
+    stream: Iterable[Result],
+    todo: Sequence[Spec],
+    n_workers: int,
+    on_progress: ProgressCallback,
+    on_result: Callable[[Result], None] | None,
+) -> None:
+    """Drain the executor's results, reporting progress before the first, after each one and at the end."""
+    pending = [s.run_id for s in todo]  # submission order: the pool starts runs first in, first out
     passed = failed = 0
-    bar = None
-    if progress and total:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        bar = Progress(
-            TextColumn("sweep"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            TextColumn("[green]{task.fields[passed]} solved[/] [red]{task.fields[failed]} not[/]"),
-            console=Console(stderr=True),
-        )
-        bar.start()
-        task_id = bar.add_task("runs", total=total, passed=0, failed=0)
-    try:
-        for result in stream:
-            passed += result.success
-            failed += not result.success
-            if bar is not None:
-                bar.update(task_id, advance=1, passed=passed, failed=failed)
-            if on_result is not None:
-                on_result(result)
-    finally:
-        if bar is not None:
-            bar.stop()
+    def current() -> str:
+        # the counts first: a narrow terminal cuts the end of the line, and a run id is long
+        running = min(len(pending), n_workers)
+        more = f" +{running - 1} running" if running > 1 else ""
+        return f"{passed} solved, {failed} not · {pending[0]}{more}"
+
+    if not todo:
+        return
+    on_progress(0, len(todo), current())
+    for result in stream:
+        passed += result.success
+        failed += not result.success
+        if result.spec.run_id in pending:
+            pending.remove(result.spec.run_id)
+        if on_result is not None:
+            on_result(result)
+        on_progress(passed + failed, len(todo), current() if pending else None)

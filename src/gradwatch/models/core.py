@@ -181,6 +181,8 @@ class RecurrentNet(nn.Module):
     After each forward, ``hidden_states`` holds the states h_1..h_T of the last layer of a
     hand-written (``kind="rnn"``) network — what the Pascanu regularizer and the monitor's
     hidden-state profile need. Fused LSTM/GRU keep theirs internal (the list stays empty).
+    ``inputs`` holds the last forward's input (B, T, in_dim): what gradient flossing
+    (:mod:`gradwatch.remedies.flossing`) measures the Lyapunov exponents along.
     """
 
     def __init__(self, kind: str, in_dim: int, hidden: int, out_dim: int, layers: int, activation: str) -> None:
@@ -196,10 +198,12 @@ class RecurrentNet(nn.Module):
             self.fused = (nn.LSTM if kind == "lstm" else nn.GRU)(in_dim, hidden, num_layers=layers, batch_first=True)
         self.head = nn.Linear(hidden, out_dim)
         self.hidden_states: list[torch.Tensor] = []
+        self.inputs: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 3:
             raise ConfigError(f"RecurrentNet expects inputs of shape (batch, time, features). Got {tuple(x.shape)}.")
+        self.inputs = x
         if self.fused is not None:
             self.hidden_states = []
             return self.head(self.fused(x)[0][:, -1])

@@ -56,6 +56,11 @@ class MonitorConfig:
         activations_every: period of activation statistics (saturated/dead fraction, std).
         time_profile_every: period of ‖∂L/∂u_t‖; the profiled input is the first positional
             argument of the model (or of the submodule named by ``profile_module``).
+        lyapunov_every: period (in recorded steps) of the Lyapunov exponents λ_1..λ_k of every
+            fused ``nn.RNN``/``nn.GRU``/``nn.LSTM``, along the trajectory of its last input in
+            the training forward (:class:`gradwatch.monitor.collectors.lyapunov.Lyapunov`);
+            None (default): off. About k/2 forward passes of 4 sequences per measurement.
+        lyapunov_k: how many exponents per module (≥ 1; capped at the state size).
         time_dim, batch_dim: where time and batch are in that input.
         profile_module: qualified name of the submodule whose input is profiled.
         on_nonfinite: "record" (note the first NaN/Inf, found at the next sync), "warn"
@@ -94,6 +99,8 @@ class MonitorConfig:
     activations_every: int | None = 10
     weights_every: int | None = 10
     time_profile_every: int | None = None
+    lyapunov_every: int | None = None
+    lyapunov_k: int = 3
     time_dim: int = 1
     batch_dim: int = 0
     profile_module: str | None = None
@@ -109,7 +116,8 @@ class MonitorConfig:
         owner = "Monitor"
         for name in ("every", "sync_every", "accumulation_steps"):
             _checks.positive_int(getattr(self, name), name, owner)
-        for name in ("activations_every", "weights_every", "time_profile_every"):
+        _checks.positive_int(self.lyapunov_k, "lyapunov_k", owner)
+        for name in ("activations_every", "weights_every", "time_profile_every", "lyapunov_every"):
             if getattr(self, name) is not None:
                 _checks.positive_int(getattr(self, name), name, owner)
         types = self.module_types if isinstance(self.module_types, tuple) else (self.module_types,)
@@ -155,6 +163,8 @@ class MonitorOptions(TypedDict, total=False):
     activations_every: int | None
     weights_every: int | None
     time_profile_every: int | None
+    lyapunov_every: int | None
+    lyapunov_k: int
     time_dim: int
     batch_dim: int
     profile_module: str | None

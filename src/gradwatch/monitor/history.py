@@ -9,6 +9,7 @@ sink writes, one per line, and what ``gradwatch show`` reads back) is::
      "roles": {"emb": "embedding", "fc.0": "linear", ...},  # the first record only
      "activations": {"act.0": {"kind": "saturation", "fraction": 0.74, "std": 0.31}},  # some steps
      "time_profile": {"input": [...], "hidden": [...]},                                  # some steps
+     "lyapunov": {"rnn": [0.02, -0.11, -0.3]},   # λ_1..λ_k per recurrent module, nats/step; some steps
      "nonfinite": {"step": 12, "module": "fc.3", "tensor": "parameter gradient", ...},  # once
      "clip": {"pre": 5.1, "post": 1.0},      # steps where the user's clipping changed the gradient
      "clipped": true,                        # every step whose clipping was measured
@@ -123,6 +124,8 @@ class History:
         layers: layer name → :class:`LayerHistory`, in depth order.
         activations: module name → :class:`ActivationHistory`.
         time_profiles: list of (step, ‖∂L/∂u_t‖ array (T,), ‖∂L/∂h_t‖ array or None).
+        lyapunov: list of (step, {module name: λ_1..λ_k array (k,)}), nats per time step
+            (``Monitor(lyapunov_every=...)``).
         nonfinite: the first non-finite value, or None.
         clip_pre, clip_post: global norm before and after the user's clipping, shape (S,);
             NaN on steps where no clipping was seen.
@@ -140,6 +143,7 @@ class History:
     activations: dict[str, ActivationHistory] = field(default_factory=dict)
     time_profiles: list[tuple[int, np.ndarray, np.ndarray | None]] = field(default_factory=list)
     nonfinite: NonFinite | None = None
+    lyapunov: list[tuple[int, dict[str, np.ndarray]]] = field(default_factory=list)
     clip_pre: np.ndarray | None = None
     clip_post: np.ndarray | None = None
     skipped: np.ndarray | None = None
@@ -237,6 +241,7 @@ class History:
             layers=layers,
             activations=activations,
             time_profiles=[(int(steps[r]), inputs, hidden) for r, inputs, hidden in store.time_profiles],
+            lyapunov=[(int(steps[r]), dict(e)) for r, e in store.lyapunov],
             nonfinite=store.nonfinite,
             clip_pre=store.column("clip_pre"),
             clip_post=store.column("clip_post"),
@@ -385,7 +390,7 @@ def check_record(rec: Mapping[str, Any]) -> str | None:
         for key in ("pre", "post"):
             if clip.get(key) is not None and not _number(clip[key], low=0):
                 return bad(f"the clip {key!r} norm", _NORM, clip[key])
-    for key in ("activations", "time_profile", "nonfinite", "roles"):
+    for key in ("activations", "time_profile", "nonfinite", "roles", "lyapunov"):
         if rec.get(key) is not None and not isinstance(rec[key], dict):
             return bad(f"{key!r}", "an object", rec[key])
     for name, act in (rec.get("activations") or {}).items():
@@ -402,6 +407,9 @@ def check_record(rec: Mapping[str, Any]) -> str | None:
             values is not None and (not isinstance(values, list) or not all(_number(v, low=0) for v in values))
         ):
             return bad(f"the time profile's {key!r}", "a list of numbers >= 0", values)
+    for name, values in (rec.get("lyapunov") or {}).items():
+        if not isinstance(values, list) or not all(_number(v) for v in values):
+            return bad(f"the Lyapunov exponents of {name!r}", "a list of numbers", values)
     nf = rec.get("nonfinite")
     if nf is not None and (not _count(nf.get("step")) or not _count(nf.get("traced_step", 0) or 0)):
         return bad("the 'nonfinite' step", f"an integer in [0, {_MAX_INT}]", nf.get("step"))

@@ -82,11 +82,12 @@ def history_figure(
     has_update = bool(np.isfinite(history.layer_matrix("update_ratio")).any())
     kinds = ["flow", "grad", *(["update"] if has_update else []), *(["activations"] if history.activations else [])]
     kinds += ["time"] if history.time_profiles else []
+    kinds += ["lyapunov"] if history.lyapunov else []
     fig = Figure(figsize=(11, 3.2 * len(kinds)))
     axes = dict(zip(kinds, fig.subplots(len(kinds), 1, squeeze=False)[:, 0], strict=True))
     for kind, ax in axes.items():
         ax.set_gid(f"gradwatch:panel:{kind}")
-        if kind not in ("flow", "time"):
+        if kind not in ("flow", "time", "lyapunov"):
             ax.sharex(axes["flow"])
     _flow_panel(fig, axes["flow"], history, marked, colors, max_points)
     _grad_panel(axes["grad"], history, marked, colors, clip_threshold, max_points)
@@ -98,7 +99,38 @@ def history_figure(
         step, prof, hid = history.time_profiles[-1]
         _profile_axes(axes["time"], prof, hid, max_points)
         axes["time"].set_title(f"Gradient over time (step {step})")
+    if history.lyapunov:
+        _lyapunov_panel(axes["lyapunov"], history)
     return fig
+
+
+def _lyapunov_panel(ax: Axes, history: History) -> None:
+    """λ_1..λ_k of each recurrent module against the step: λ_1 solid, the others fainter; 0 marked."""
+    modules = list(dict.fromkeys(name for _, e in history.lyapunov for name in e))
+    for j, name in enumerate(modules):
+        rows = [(step, np.asarray(e[name], dtype=float)) for step, e in history.lyapunov if name in e]
+        steps = np.array([s for s, _ in rows])
+        k = max(len(v) for _, v in rows)
+        values = np.full((len(rows), k), np.nan)
+        for i, (_, v) in enumerate(rows):
+            values[i, : len(v)] = v
+        for i in range(k):
+            line = ax.plot(
+                steps,
+                values[:, i],
+                "o-" if i == 0 else "-",
+                color=f"C{j}",
+                lw=1.5 if i == 0 else 0.8,
+                ms=3,
+                alpha=1.0 if i == 0 else 0.4,
+                label=f"{name or '(model)'} λ₁" if i == 0 else (f"{name or '(model)'} λ₂..λ{k}" if i == 1 else None),
+            )[0]
+            line.set_gid(f"gradwatch:lyapunov:{name}:{i + 1}")
+    ax.axhline(0.0, color="#999999", lw=0.8)
+    ax.set_title("Lyapunov exponents of the recurrent modules (> 0: perturbations grow; ≪ 0: memory fades)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("λ_i (nats per time step)")
+    ax.legend(loc="best", fontsize=7)
 
 
 def plot_history(

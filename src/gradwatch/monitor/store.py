@@ -81,6 +81,7 @@ class Store:
         self.roles: dict[str, str] = {}  # layer name -> role (gradwatch.monitor.roles), written in row 0's record
         self.activations: dict[str, _Activation] = {}
         self.time_profiles: list[tuple[int, FloatArray, FloatArray | None]] = []  # (row, input, hidden)
+        self.lyapunov: list[tuple[int, dict[str, FloatArray]]] = []  # (row, module -> λ_1..λ_k)
         self.nonfinite: NonFinite | None = None
         self.lints: list[tuple[int, Lint]] = []  # (row whose record carries it, lint)
 
@@ -143,6 +144,11 @@ class Store:
         self.time_profiles.append((row, inputs, hidden))
         self.version += 1
 
+    def add_lyapunov(self, row: int, exponents: dict[str, FloatArray]) -> None:
+        """Append the Lyapunov exponents (module name → λ_1..λ_k, nats/step) measured at ``row``."""
+        self.lyapunov.append((row, exponents))
+        self.version += 1
+
     def set_nonfinite(self, nf: NonFinite, *, refine: bool = False) -> None:
         """Note the first non-finite value (kept only the first time, unless ``refine``: a better location)."""
         if self.nonfinite is None or refine:
@@ -191,6 +197,7 @@ class Store:
         pre, post = _json_list(self._floats["clip_pre"][rows]), _json_list(self._floats["clip_post"][rows])
         first = bisect.bisect_left(self.time_profiles, start, key=lambda p: p[0])
         profiles = {r: (i, h) for r, i, h in self.time_profiles[first:] if r < end}
+        lyap = {r: e for r, e in self.lyapunov if start <= r < end}
         acts: dict[int, dict[str, Any]] = {}
         for name, a in self.activations.items():
             for j in range(bisect.bisect_left(a.rows, start), bisect.bisect_left(a.rows, end)):
@@ -239,6 +246,8 @@ class Store:
                     "input": _json_list(inputs),
                     "hidden": None if hidden is None else _json_list(hidden),
                 }
+            if r in lyap:
+                rec["lyapunov"] = {name: _json_list(np.asarray(v)) for name, v in lyap[r].items()}
             if r in acts:
                 rec["activations"] = acts[r]
             if flags["has_clip"][k]:
@@ -307,6 +316,9 @@ class Store:
                     np.array([from_json_number(v) for v in tp["input"]]),
                     None if hid is None else np.array([from_json_number(v) for v in hid]),
                 )
+            ly = r.get("lyapunov")
+            if ly:
+                store.add_lyapunov(i, {n: np.array([from_json_number(v) for v in vs]) for n, vs in ly.items()})
             nf = r.get("nonfinite")
             if nf:  # a later copy (at its traced step) carries the refined location
                 store.set_nonfinite(NonFinite.from_json(nf), refine=nf.get("traced_step") is not None)

@@ -1,7 +1,11 @@
 """Remedies for vanishing and exploding gradients, and their registry.
 
 - :mod:`~gradwatch.remedies.clipping` — clip by norm/value, adaptive (AGC), AutoClip.
+- :mod:`~gradwatch.remedies.spike` — spike control: skip a step on a ‖g‖/loss z-score
+  spike (:class:`~gradwatch.remedies.spike.SkipStepOnSpike`), ZClip.
 - :mod:`~gradwatch.remedies.regularizer` — Pascanu et al.'s Ω.
+- :mod:`~gradwatch.remedies.flossing` — gradient flossing (Engelken 2023): the recurrent
+  Lyapunov exponents along the training trajectory, and Σλ_i² as a loss.
 - :mod:`~gradwatch.remedies.init` — Kumar, Yilmaz & Poli, orthogonal, IRNN, Glorot, He.
 - :mod:`~gradwatch.remedies.optim` — sign-SGD; Rprop is ``torch.optim.Rprop``.
 - :mod:`~gradwatch.remedies.pretrain` — RBMs (CD-k, PCD) and greedy DBN pre-training.
@@ -15,7 +19,18 @@
   ``registry.spec_fields`` (architecture/init/optimizer remedies as ``Spec`` fields).
 """
 
-from gradwatch.remedies import clipping, hierarchy, init, optim, pretrain, registry, regularizer, search
+from gradwatch.remedies import (
+    clipping,
+    flossing,
+    hierarchy,
+    init,
+    optim,
+    pretrain,
+    registry,
+    regularizer,
+    search,
+    spike,
+)
 from gradwatch.remedies.registry import KINDS, Remedy, StepRemedy, available, get
 
 __all__ = [
@@ -24,6 +39,7 @@ __all__ = [
     "StepRemedy",
     "available",
     "clipping",
+    "flossing",
     "get",
     "hierarchy",
     "init",
@@ -32,4 +48,5 @@ __all__ = [
     "registry",
     "regularizer",
     "search",
+    "spike",
 ]

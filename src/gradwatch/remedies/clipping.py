@@ -26,7 +26,7 @@ from torch import nn
 
 from gradwatch import _checks
 
-__all__ = ["AutoClip", "ClipResult", "adaptive_clip_grad_", "clip_grad_norm_", "clip_grad_value_"]
+__all__ = ["AutoClip", "ClipResult", "adaptive_clip_grad_", "clip_grad_norm_", "clip_grad_value_", "scale_grads_"]
 
 Params = torch.Tensor | Iterable[torch.Tensor]
 
@@ -106,6 +106,21 @@ def clip_grad_value_(parameters: Params, clip_value: float) -> ClipResult:
         total = sum(g.numel() for g in grads)
     nn.utils.clip_grad_value_(params, cv)
     return ClipResult(before, cv, changed > 0, changed / total)
+
+
+def scale_grads_(params: list[torch.Tensor], coef: torch.Tensor) -> None:
+    """Multiply every gradient by the 0-d tensor ``coef`` in place, one ``_foreach_mul_`` per device and dtype.
+
+    For clipping at a threshold that is a device tensor: ``torch.nn.utils.clip_grads_with_norm_``
+    turns a tensor ``max_norm`` into a float (``float(max_norm)``: a host sync per step).
+    """
+    groups: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
+    for p in params:
+        if p.grad is not None:
+            groups.setdefault((p.grad.device, p.grad.dtype), []).append(p.grad)
+    with torch.no_grad():
+        for (device, dtype), grads in groups.items():
+            torch._foreach_mul_(grads, coef.to(device=device, dtype=dtype))
 
 
 def _params_with_grads(parameters: Params) -> list[torch.Tensor]:
@@ -200,9 +215,9 @@ class AutoClip:
         norm = nn.utils.get_total_norm(_grads(params), self.norm_type).reshape(1).to(torch.float64)
         self.history_ = norm if self.history_ is None else torch.cat([self.history_, norm.to(self.history_.device)])
         threshold = torch.quantile(self.history_, self.percentile / 100.0)
-        # torch annotates max_norm as float, but its code also takes a 0-d tensor, which keeps
-        # the threshold on the gradients' device (a float would be a host sync per step).
-        nn.utils.clip_grads_with_norm_(params, threshold, norm[0])  # type: ignore[arg-type]
+        # the threshold stays a device tensor: clip_grads_with_norm_ would call float() on it (a sync)
+        coef = torch.clamp(threshold / (norm[0] + 1e-6), max=1.0)  # torch's clipping coefficient
+        scale_grads_(params, coef.to(norm.dtype))
         clipped = norm[0] > threshold
         return ClipResult(norm[0], threshold, clipped, clipped.float())
 

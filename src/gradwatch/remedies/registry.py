@@ -3,10 +3,11 @@
 Every name in :mod:`gradwatch._remedy_catalog` (the names the verdict's advice uses) is a
 :class:`Remedy` here, and each says how the runner applies it — one of:
 
-- **per step** (clipping, the regularizer): ``make(params)`` returns a :class:`StepRemedy`
-  with a ``penalty(loss, model)`` hook (added to the loss before ``backward()``) and/or an
-  ``after_backward(params, total_norm)`` hook (changes ``.grad`` in place before the
-  optimizer step). ``params`` are validated against the remedy's :class:`Param` ranges.
+- **per step** (clipping, spike control, the regularizer): ``make(params)`` returns a
+  :class:`StepRemedy` with a ``penalty(loss, model)`` hook (added to the loss before
+  ``backward()``), an ``after_backward(params, total_norm)`` hook (changes ``.grad`` in
+  place before the optimizer step), and, for remedies that act on the optimizer's step
+  itself (skipping it), ``attach(optimizer)`` and ``observe(loss)``. ``params`` are validated against the remedy's :class:`Param` ranges.
   A :class:`~gradwatch.experiments.Spec` lists these in ``remedies``; :func:`build`
   chains them, like ``optax.chain``.
 - **by a spec field** (architecture, init, optimizer): ``knobs`` are the fields of
@@ -36,7 +37,7 @@ from torch import nn
 from gradwatch import _checks
 from gradwatch._remedy_catalog import CATALOG, KINDS, RemedyInfo
 from gradwatch.errors import ConfigError
-from gradwatch.remedies import clipping
+from gradwatch.remedies import clipping, flossing, spike
 from gradwatch.remedies.init import INITS
 from gradwatch.remedies.regularizer import pascanu_penalty
 
@@ -56,6 +57,8 @@ __all__ = [
 
 Penalty = Callable[[torch.Tensor, nn.Module], torch.Tensor]
 AfterBackward = Callable[[Sequence[torch.Tensor], "torch.Tensor | None"], None]
+Attach = Callable[[torch.optim.Optimizer], Callable[[], None]]
+Observe = Callable[[torch.Tensor], None]
 
 
 class StepRemedy(NamedTuple):
@@ -67,10 +70,16 @@ class StepRemedy(NamedTuple):
             ``params`` in place after ``backward()``, before the optimizer step.
             ``total_norm`` is the global 2-norm of those gradients if already measured
             (e.g. by the monitor: "measure once, act on the measurement"), else None.
+        attach: ``attach(optimizer) -> detach``, called once before training, for remedies that
+            act inside ``optimizer.step()`` (optimizer hooks); call ``detach()`` after training.
+        observe: ``observe(loss)`` with the step's (detached) loss after ``backward()``, before
+            ``after_backward``, for remedies that score the loss.
     """
 
     penalty: Penalty | None = None
     after_backward: AfterBackward | None = None
+    attach: Attach | None = None
+    observe: Observe | None = None
 
 
 @dataclass(frozen=True)
@@ -156,6 +165,47 @@ def _autoclip(p: Mapping[str, float]) -> StepRemedy:
     return StepRemedy(after_backward=after_backward)
 
 
+def _integer(p: Mapping[str, float], key: str, name: str) -> int:
+    value = p[key]
+    if not float(value).is_integer():
+        raise ConfigError(f"The {key!r} parameter of remedy {name!r} must be an integer. Got {value!r} instead.")
+    return int(value)
+
+
+def _skip_step(p: Mapping[str, float]) -> StepRemedy:
+    # ‖g‖ only by default: the z-score of a small batch's loss fires on ordinary hard batches late in
+    # training (its distribution is skewed and its EMA σ small; see the spike-control claim);
+    # loss=1 also scores the loss (the large-batch LLM practice). Mode "restore": exact for any optimizer.
+    if p["loss"] not in (0.0, 1.0):
+        raise ConfigError(
+            f"The 'loss' parameter of remedy 'skip_step_on_spike' must be 0 or 1. Got {p['loss']!r} instead."
+        )
+    loss = p["loss"] == 1.0
+    guard = spike.SkipStepOnSpike(
+        on="both" if loss else "norm",
+        z_thresh=p["z_thresh"],
+        alpha=p["alpha"],
+        warmup=_integer(p, "warmup", "skip_step_on_spike"),
+    )
+
+    def after_backward(params: Sequence[torch.Tensor], total_norm: torch.Tensor | None) -> None:
+        guard.decide(params, total_norm=total_norm)
+
+    def attach(optimizer: torch.optim.Optimizer) -> Callable[[], None]:
+        return guard.attach(optimizer).remove
+
+    return StepRemedy(after_backward=after_backward, attach=attach, observe=guard.observe if loss else None)
+
+
+def _zclip(p: Mapping[str, float]) -> StepRemedy:
+    zclip = spike.ZClip(alpha=p["alpha"], z_thresh=p["z_thresh"], warmup=_integer(p, "warmup", "zclip"))
+
+    def after_backward(params: Sequence[torch.Tensor], total_norm: torch.Tensor | None) -> None:
+        zclip(params, total_norm)
+
+    return StepRemedy(after_backward=after_backward)
+
+
 def _pascanu(p: Mapping[str, float]) -> StepRemedy:
     alpha = p["alpha"]
 
@@ -164,6 +214,41 @@ def _pascanu(p: Mapping[str, float]) -> StepRemedy:
         return alpha * pascanu_penalty(loss, hidden_states)
 
     return StepRemedy(penalty=penalty)
+
+
+def _flossing(p: Mapping[str, float]) -> StepRemedy:
+    k, every = _integer(p, "k", "flossing"), _integer(p, "every", "flossing")
+    weight = p["weight"]
+    calls = 0
+
+    def penalty(loss: torch.Tensor, model: nn.Module) -> torch.Tensor:
+        nonlocal calls
+        calls += 1
+        if calls % every != 0:
+            return loss.new_zeros(())
+        # duck-typed, the remedies never import models: gradwatch.models.RecurrentNet keeps its last input
+        inputs: torch.Tensor | None = getattr(model, "inputs", None)
+        if inputs is None:
+            raise ConfigError(
+                "Remedy 'flossing' needs the model's last input sequence (model.inputs): use model='rnn'/'lstm'/'gru'."
+            )
+        fused = getattr(model, "fused", None)
+        target: Any = fused if fused is not None else [_cell_step(c) for c in model.cells]  # type: ignore[union-attr]
+        sizes = None if fused is not None else [int(c.hidden) for c in model.cells]  # type: ignore[union-attr]
+        return weight * flossing.flossing_loss(target, inputs, k=k, hidden_size=sizes)
+
+    return StepRemedy(penalty=penalty)
+
+
+def _cell_step(cell: nn.Module) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """A hand-written cell x' = act(W_in u + W_rec h) called through ``forward``: no hook fires under jvp."""
+    w_in, w_rec, act = (getattr(cell, name) for name in ("w_in", "w_rec", "act"))
+
+    def step(u: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = act.forward(w_in.forward(u) + w_rec.forward(h))
+        return out
+
+    return step
 
 
 _MLP_ONLY = {"models": ("mlp",), "needs": "it is a knob of gradwatch.models.mlp"}
@@ -176,11 +261,38 @@ _HOW: dict[str, dict[str, Any]] = {
     "clip_grad_value": {"make": _clip_value, "params": {"clip_value": Param(1.0)}},
     "agc": {"make": _agc, "params": {"clipping": Param(0.01)}},
     "autoclip": {"make": _autoclip, "params": {"percentile": Param(10.0, 0.0, 100.0)}},
+    "skip_step_on_spike": {
+        "make": _skip_step,
+        "params": {
+            "z_thresh": Param(6.0),
+            "alpha": Param(0.97, 0.0, 1.0, high_open=True),
+            "warmup": Param(25.0, 2.0, low_open=False),
+            "loss": Param(0.0, 0.0, 1.0, low_open=False),
+        },
+    },
+    "zclip": {
+        "make": _zclip,
+        "params": {
+            "z_thresh": Param(2.5),
+            "alpha": Param(0.97, 0.0, 1.0, high_open=True),
+            "warmup": Param(25.0, 2.0, low_open=False),
+        },
+    },
     "pascanu_regularizer": {
         "make": _pascanu,
         "params": {"alpha": Param(2.0, low_open=False)},
         "models": ("rnn",),
         "needs": "it reads the hidden states of model='rnn' (fused LSTM/GRU hide them)",
+    },
+    "flossing": {
+        "make": _flossing,
+        "params": {
+            "weight": Param(0.1, low_open=False),
+            "k": Param(4.0, 1.0, low_open=False),
+            "every": Param(1.0, 1.0, low_open=False),
+        },
+        "models": ("rnn", "lstm", "gru"),
+        "needs": "it measures the Lyapunov exponents of the model's recurrent layers on its last input",
     },
     # spec fields
     "batchnorm": {"knobs": {"norm": "batch"}, **_MLP_ONLY},
@@ -321,7 +433,9 @@ def build(remedies: Mapping[str, Mapping[str, float]]) -> StepRemedy:
     The remedies act in :data:`STEP_REMEDIES` order, whatever the mapping's order. The
     chained ``penalty`` sums the penalties; the chained ``after_backward`` passes
     ``total_norm`` to the first clipping remedy only (after it the gradients changed, so
-    later ones measure again). Hooks are None when no remedy has one.
+    later ones measure again); ``attach`` attaches every remedy's optimizer hooks and
+    returns one ``detach``; ``observe`` passes the loss to every remedy that scores it.
+    Hooks are None when no remedy has one.
 
     Raises:
         ConfigError: see :func:`validate`.
@@ -335,6 +449,8 @@ def build(remedies: Mapping[str, Mapping[str, float]]) -> StepRemedy:
     steps = [_make(n, remedies[n]) for n in STEP_REMEDIES if n in remedies]
     penalties = [s.penalty for s in steps if s.penalty is not None]
     hooks = [s.after_backward for s in steps if s.after_backward is not None]
+    attaches = [s.attach for s in steps if s.attach is not None]
+    observers = [s.observe for s in steps if s.observe is not None]
 
     def penalty(loss: torch.Tensor, model: nn.Module) -> torch.Tensor:
         total = penalties[0](loss, model)
@@ -347,7 +463,25 @@ def build(remedies: Mapping[str, Mapping[str, float]]) -> StepRemedy:
             hook(parameters, total_norm)
             total_norm = None
 
-    return StepRemedy(penalty if penalties else None, after_backward if hooks else None)
+    def attach(optimizer: torch.optim.Optimizer) -> Callable[[], None]:
+        detaches = [a(optimizer) for a in attaches]
+
+        def detach() -> None:
+            for d in detaches:
+                d()
+
+        return detach
+
+    def observe(loss: torch.Tensor) -> None:
+        for o in observers:
+            o(loss)
+
+    return StepRemedy(
+        penalty if penalties else None,
+        after_backward if hooks else None,
+        attach if attaches else None,
+        observe if observers else None,
+    )
 
 
 def spec_fields(remedies: Mapping[str, Mapping[str, float]], model: str | None = None) -> dict[str, object]:

@@ -92,8 +92,10 @@ def _profiles_figure(groups: dict[tuple[str, int], list[Result]]) -> Figure | No
     return fig
 
 
-def _flow_images(root: Path, groups: dict[tuple[str, int], list[Result]], limit: int = 12) -> list[tuple[str, bytes]]:
-    """The monitor's layer × step heat map (PNG) for the first seed of each group (at most ``limit``)."""
+def _flow_images(
+    root: Path, groups: dict[tuple[str, int], list[Result]], limit: int = 12
+) -> list[tuple[str, bytes, str]]:
+    """The monitor's layer × step heat map (PNG) for the first seed of each group (at most ``limit``), with its group's status."""
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         for (label, length), runs in list(groups.items())[:limit]:
@@ -106,7 +108,7 @@ def _flow_images(root: Path, groups: dict[tuple[str, int], list[Result]], limit:
             except ConfigError:
                 continue
             png = plot_history(history, Path(tmp) / "flow.png").read_bytes()
-            out.append((f"{label}, T={length}, seed {first.spec.seed}", png))
+            out.append((f"{label}, T={length}, seed {first.spec.seed}", png, _row(label, length, runs).status))
     return out
 
 

@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 
 from gradwatch import _checks, _limits
 from gradwatch._output import atomic_write_text, check_figure_path, dump_json, json_safe, prepare_folder, save_figure
+from gradwatch._progress import ProgressCallback
 from gradwatch.report import lab_sizes  # registers each model's size estimate on import
 from gradwatch.theory import doya, landscape, rnn, spectrum
 
@@ -469,11 +470,13 @@ def lab_spectrum(
     return LabRun("spectrum", summary, draw)
 
 
-def lab_all(out_dir: str | Path) -> dict[str, Any]:
+def lab_all(out_dir: str | Path, *, on_progress: ProgressCallback | None = None) -> dict[str, Any]:
     """Run every lab model with the article's defaults; write ``<name>.png`` and ``summary.json``.
 
     Args:
         out_dir: folder to write into (created if missing; its parent must exist).
+        on_progress: called as ``on_progress(done, total, name)`` before each model and as
+            ``on_progress(total, total, None)`` at the end (the CLI draws its progress bar from it).
 
     Returns:
         The summary: ``{name: summary_dict, ..., "figures": {name: path}}``.
@@ -482,12 +485,23 @@ def lab_all(out_dir: str | Path) -> dict[str, Any]:
         OutputError: ``out_dir`` cannot be created or written.
     """
     out = prepare_folder(out_dir)
-    runs = [lab_doya(), lab_landscape(), lab_note3(), lab_rnn(), lab_spectrum()]
+    models: list[tuple[str, Callable[[], LabRun]]] = [
+        ("doya", lab_doya),
+        ("landscape", lab_landscape),
+        ("note3", lab_note3),
+        ("rnn", lab_rnn),
+        ("spectrum", lab_spectrum),
+    ]
     result: dict[str, Any] = {}
     figures = {}
-    for run in runs:
+    for done, (name, compute) in enumerate(models):
+        if on_progress is not None:
+            on_progress(done, len(models), name)
+        run = compute()
         result[run.name] = jsonable(run.summary)
         figures[run.name] = str(run.save_figure(out / f"{run.name}.png"))
+    if on_progress is not None:
+        on_progress(len(models), len(models), None)
     result["figures"] = figures
     atomic_write_text(out / "summary.json", dump_json(result, indent=1))
     return result

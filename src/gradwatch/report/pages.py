@@ -1,9 +1,14 @@
 """The HTML pages gradwatch writes, from Jinja2 templates that share one base layout.
 
-``templates/base.html.j2`` holds the page shell and the only CSS; each page extends it:
-``run_store.html.j2`` (``gradwatch report``) and ``reproduce.html.j2`` (``gradwatch
-reproduce``). Autoescaping is on, so every string a page shows is escaped once, here.
-Figures are embedded as PNG data URIs: a page needs no network and no file beside it.
+``templates/base.html.j2`` holds the page shell, the only CSS and the only script; each
+page extends it: ``run_store.html.j2`` (``gradwatch report``) and ``reproduce.html.j2``
+(``gradwatch reproduce``). The shell gives every page the same design: a sticky summary
+bar, buttons that filter rows and sections by status (elements with ``data-status``),
+light and dark modes (the system's choice, or the toggle's), and figures that open full
+size in a ``<dialog>`` (``_figure.html.j2``). Without JavaScript the page still reads
+whole; the buttons stay hidden. Autoescaping is on, so every string a page shows is
+escaped once, here. Figures are embedded as PNG data URIs: a page needs no network and
+no file beside it.
 """
 
 from __future__ import annotations
@@ -55,6 +60,13 @@ class StoreRow:
     verdicts: Sequence[str]
     n_failed: int = 0
 
+    @property
+    def status(self) -> str:
+        """``"solved"`` (every seed solved), ``"partial"`` (some did) or ``"unsolved"`` (none did)."""
+        if self.n_seeds and self.n_solved == self.n_seeds:
+            return "solved"
+        return "partial" if self.n_solved else "unsolved"
+
 
 @dataclass(frozen=True)
 class InvalidRow:
@@ -64,6 +76,16 @@ class InvalidRow:
     reason: str
 
 
+STORE_STATUSES = ("solved", "partial", "unsolved")
+CLAIM_STATUSES = (("pass", "held"), ("fail", "failed"), ("skipped", "skipped"))
+
+
+def _filters(statuses: Sequence[str], labels: Sequence[tuple[str, str]]) -> list[tuple[str, str, int]]:
+    """The filter buttons of a page: (status, label, count) for each status that occurs."""
+    counts = {status: statuses.count(status) for status, _ in labels}
+    return [(status, label, counts[status]) for status, label in labels if counts[status]]
+
+
 def run_store_page(
     *,
     root: str,
@@ -71,7 +93,7 @@ def run_store_page(
     seconds: float,
     rows: Sequence[StoreRow],
     figures: Sequence[tuple[str, Figure | bytes]],
-    flows: Sequence[tuple[str, Figure | bytes]] = (),
+    flows: Sequence[tuple[str, Figure | bytes] | tuple[str, Figure | bytes, str]] = (),
     invalid: Sequence[InvalidRow] = (),
 ) -> str:
     """The ``gradwatch report`` page of a run store.
@@ -81,7 +103,8 @@ def run_store_page(
         n_runs: finished runs in the store; ``seconds``: their training time in all.
         rows: the summary table, one row per group of seeds.
         figures: (title, figure or PNG bytes) drawn from all runs.
-        flows: (title, figure or PNG bytes) of the monitor's gradient-flow heat maps.
+        flows: (title, figure or PNG bytes[, status]) of the monitor's gradient-flow heat maps;
+            a status (:attr:`StoreRow.status` of its group) lets the status filter hide it.
         invalid: run folders whose result failed verification; listed, never counted.
     """
     return render(
@@ -91,8 +114,9 @@ def run_store_page(
         seconds=seconds,
         rows=rows,
         figures=[(title, png_data_uri(f)) for title, f in figures],
-        flows=[(title, png_data_uri(f)) for title, f in flows],
+        flows=[(flow[0], png_data_uri(flow[1]), flow[2] if len(flow) > 2 else "") for flow in flows],
         invalid=invalid,
+        filters=_filters([row.status for row in rows], [(s, s) for s in STORE_STATUSES]),
     )
 
 
@@ -109,7 +133,14 @@ def reproduce_page(doc: Mapping[str, Any], figures: Mapping[str, Figure | bytes 
     for c in doc["claims"]:
         figure = figures.get(c["id"])
         result = "skipped" if c["skipped"] else ("pass" if c["pass"] else "FAIL")
-        claims.append({**c, "result": result, "figure": None if figure is None else png_data_uri(figure)})
+        claims.append(
+            {
+                **c,
+                "result": result,
+                "status": result.lower(),
+                "figure": None if figure is None else png_data_uri(figure),
+            }
+        )
     return render(
         "reproduce.html.j2",
         tier=doc["tier"],
@@ -117,4 +148,6 @@ def reproduce_page(doc: Mapping[str, Any], figures: Mapping[str, Figure | bytes 
         passed=doc["passed"],
         failed=doc["failed"],
         skipped=doc["skipped"],
+        seconds=sum(float(c.get("seconds") or 0.0) for c in claims),
+        filters=_filters([c["status"] for c in claims], CLAIM_STATUSES),
     )

@@ -1,7 +1,7 @@
 """``gradwatch reproduce``: check every claim, write ``results.json`` and the HTML page.
 
 The claims live in one module per family (theory, recurrent, search, inits,
-architectures, optim); :data:`CLAIMS` lists them in the order of the reproduction issue.
+architectures, optim, spikes, flossing); :data:`CLAIMS` lists them in the order of the reproduction issue.
 The page is rendered by :mod:`gradwatch.report.reproduce` (report draws, this package
 decides).
 """
@@ -18,7 +18,7 @@ from gradwatch import _checks
 from gradwatch._output import atomic_write_text, dump_json, prepare_folder
 from gradwatch.experiments import Result
 from gradwatch.report.reproduce import render_page
-from gradwatch.reproduce import architectures, inits, optim, recurrent, search, theory
+from gradwatch.reproduce import architectures, flossing, inits, optim, recurrent, search, spikes, theory
 from gradwatch.reproduce.core import TIERS, Claim, Outcome
 
 __all__ = ["CLAIMS", "reproduce"]
@@ -50,8 +50,10 @@ _ORDER = (
     "relu-family",
     "clipping-rules",
     "amp-loss-scaling",
+    "spike-control",
+    "gradient-flossing",
 )
-_ALL = {c.id: c for m in (theory, recurrent, search, inits, architectures, optim) for c in m.CLAIMS}
+_ALL = {c.id: c for m in (theory, recurrent, search, inits, architectures, optim, spikes, flossing) for c in m.CLAIMS}
 CLAIMS: dict[str, Claim] = {k: _ALL[k] for k in _ORDER}
 
 

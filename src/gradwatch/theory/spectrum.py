@@ -12,6 +12,11 @@ single column: v_t = J_t v_{t−1} / ‖J_t v_{t−1}‖, λ_1 = (1/T) Σ_t ln �
 Jacobian-vector products, O(n²) per step instead of a full Jacobian and QR — what large
 random networks need.
 
+Both run the one QR loop of :func:`gradwatch._lyapunov.qr_lyapunov` (tangent vectors pushed
+by forward-mode AD, Jacobian-vector products), which gradient flossing (:mod:`gradwatch.remedies.flossing`) and
+the monitor's Lyapunov collector also use; here it is fed the full basis Q_0 = I, so that
+(J_t Q)Qᵀ gives each one-step Jacobian too.
+
 Cells: ``nn.RNNCell``, ``nn.GRUCell``, ``nn.LSTMCell`` (whose state is (h, c), handled as
 one vector of size 2H) or any callable h ↦ h′. Everything runs on a float64 copy of the
 cell; the caller's module is never modified.
@@ -20,7 +25,6 @@ cell; the caller's module is never modified.
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from gradwatch import _checks
+from gradwatch import _checks, _lyapunov
 from gradwatch.errors import ConfigError
 
 __all__ = ["CELL_KINDS", "Spectrum", "lyapunov_spectrum", "max_lyapunov", "random_cell"]
@@ -94,8 +98,8 @@ def _state_map(
         H = c64.hidden_size
 
         def lstm_step(s: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor:
-            h, c = c64(u, (s[:H], s[H:]))
-            return torch.cat([h, c])
+            h, c = c64(u, (s[..., :H], s[..., H:]))  # one state (2H,) or a batch (B, 2H)
+            return torch.cat([h, c], dim=-1)
 
         return lstm_step, 2 * H, c64.input_size
     if isinstance(cell, (nn.RNNCell, nn.GRUCell)):
@@ -163,6 +167,30 @@ def _prepare(
     return T, burn, fn, n, s, u_at
 
 
+def _batched(
+    fn: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor], cell: Cell
+) -> Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]:
+    """``fn`` as a map on a batch of states (B, n), for :func:`_lyapunov.qr_lyapunov`.
+
+    The QR loop pushes k replicas of the state, one per tangent vector. Torch cells take a
+    batch as they are; the article's callables h ↦ W h take one state, so they run row by row.
+    """
+    if isinstance(cell, (nn.RNNCell, nn.GRUCell, nn.LSTMCell)):
+        return fn
+
+    def step(s: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor:
+        return torch.stack([fn(s[i], None if u is None else u[i]) for i in range(s.shape[0])])
+
+    return step
+
+
+def _inputs(u_at: Callable[[int], torch.Tensor | None], burn: int, T: int) -> torch.Tensor | None:
+    """u_{burn+1}..u_{burn+T} as (T, 1, m), or None for a cell without inputs."""
+    if u_at(burn) is None:
+        return None
+    return torch.stack([u_at(t) for t in range(burn, burn + T)])[:, None]  # type: ignore[misc]
+
+
 def lyapunov_spectrum(
     cell: Cell,
     *,
@@ -190,19 +218,24 @@ def lyapunov_spectrum(
         ConfigError: a bad cell, size or shape.
     """
     T, burn, fn, n, s, u_at = _prepare(cell, steps, inputs, h0, state_size, burn_in)
-    q = torch.eye(n, dtype=torch.float64)
     product = torch.eye(n, dtype=torch.float64)
-    log_r = torch.zeros(n, dtype=torch.float64)
     one_step = np.empty((T, n))
-    for t in range(burn, burn + T):
-        u = u_at(t)
-        J = torch.func.jacrev(lambda x, u=u: fn(x, u))(s).detach()
-        with torch.no_grad():
-            s = fn(s, u)
-        one_step[t - burn] = torch.linalg.svdvals(J).numpy()
-        q, r = torch.linalg.qr(J @ q)
-        log_r += torch.log(torch.abs(torch.diagonal(r)))
+
+    def record(t: int, q: torch.Tensor, jq: torch.Tensor) -> None:
+        nonlocal product
+        J = (jq[0] @ q[0].T).detach()  # Q is square and orthonormal: (J Q) Qᵀ = J
+        one_step[t] = torch.linalg.svdvals(J).numpy()
         product = J @ product
+
+    run = _lyapunov.qr_lyapunov(
+        _batched(fn, cell),
+        s[None],
+        torch.eye(n, dtype=torch.float64)[None],
+        _inputs(u_at, burn, T),
+        n_steps=T,
+        on_step=record,
+    )
+    log_r = run.exponents[0].detach() * T
     lyap = np.sort((log_r / T).numpy())[::-1].copy()
     return Spectrum(
         lyapunov=lyap,
@@ -227,7 +260,7 @@ def max_lyapunov(
 
     Benettin et al. 1980 with a single direction: v_t = J_t v_{t−1}, renormalized every
     step, λ_1 = (1/T) Σ_t ln ‖J_t v_{t−1}‖; J_t v is a Jacobian-vector product
-    (``torch.func.jvp``), so a step costs about one evaluation of the cell. For a flow
+    (forward-mode AD), so a step costs about one evaluation of the cell. For a flow
     dh/dt = F(h) integrated by Euler steps of size dt, λ_1 / dt is the exponent per unit time.
 
     Args:
@@ -256,11 +289,5 @@ def max_lyapunov(
     if not norm0 > 0:
         raise ConfigError("v0 must be a non-zero direction.")
     v = v / norm0
-    total = 0.0
-    for t in range(burn, burn + T):
-        u = u_at(t)
-        s, v = torch.func.jvp(lambda x, u=u: fn(x, u), (s,), (v,))[:2]  # typed as a 2- or 3-tuple (has_aux)
-        grow = float(v.norm())  # one sync per step: the log of each growth factor is summed on the host
-        total += math.log(grow)
-        v = v / grow
-    return total / T
+    run = _lyapunov.qr_lyapunov(_batched(fn, cell), s[None], v[None, :, None], _inputs(u_at, burn, T), n_steps=T)
+    return float(run.exponents[0, 0])

@@ -9,6 +9,7 @@ no host sync.
 - :class:`Weights` — ‖θ‖ and the update ratio ‖Δθ‖/‖θ‖ (``weights_every``).
 - :class:`Activations` — saturated/dead fraction and std (``activations_every``).
 - :class:`TimeProfile` — ‖∂L/∂u_t‖ per time step (``time_profile_every``).
+- :class:`Lyapunov` — λ_1..λ_k of each fused recurrent module (``lyapunov_every``).
 - :class:`AmpScaler` — loss scale, skipped steps, 1/scale while gradients are scaled.
 - :class:`Clipping` — pre/post-clip norms; clipping with the measured norms.
 - :class:`NonFiniteOrigin` — the first NaN/Inf and where it came from.
@@ -19,6 +20,7 @@ from gradwatch.monitor.collectors.amp import AmpScaler
 from gradwatch.monitor.collectors.base import Batch, Collector, Loop, Params, StepContext
 from gradwatch.monitor.collectors.clipping import Clipping
 from gradwatch.monitor.collectors.grads import GradNorms, Loss
+from gradwatch.monitor.collectors.lyapunov import Lyapunov
 from gradwatch.monitor.collectors.nonfinite import NonFiniteOrigin
 from gradwatch.monitor.collectors.time_profile import TimeProfile
 from gradwatch.monitor.collectors.weights import Weights
@@ -32,6 +34,7 @@ __all__ = [
     "GradNorms",
     "Loop",
     "Loss",
+    "Lyapunov",
     "NonFiniteOrigin",
     "Params",
     "StepContext",

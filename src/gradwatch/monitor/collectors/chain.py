@@ -14,6 +14,7 @@ from gradwatch.monitor.collectors.base import Batch, Collector, HostFields, Loop
 from gradwatch.monitor.collectors.clipping import Clipping
 from gradwatch.monitor.collectors.embedding import EmbeddingRows
 from gradwatch.monitor.collectors.grads import GradNorms, Loss
+from gradwatch.monitor.collectors.lyapunov import Lyapunov, recurrent_modules
 from gradwatch.monitor.collectors.nonfinite import NonFiniteOrigin
 from gradwatch.monitor.collectors.time_profile import TimeProfile
 from gradwatch.monitor.collectors.weights import Weights
@@ -165,6 +166,9 @@ def build_chain(
     if cfg.time_profile_every is not None:
         target = model if cfg.profile_module is None else modules[cfg.profile_module]
         chain.all.append(TimeProfile(target, cfg.time_profile_every, time_dim=cfg.time_dim, batch_dim=cfg.batch_dim))
+    recurrent = recurrent_modules(model) if cfg.lyapunov_every is not None else []
+    if cfg.lyapunov_every is not None and recurrent:
+        chain.all.append(Lyapunov(recurrent, cfg.lyapunov_every, cfg.lyapunov_k))
     chain.all += [amp] if amp is not None else []
     if cfg.lints:
         chain.lints = Lints(

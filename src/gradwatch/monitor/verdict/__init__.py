@@ -62,6 +62,9 @@ on their own; the others are reported.
    - over depth: the first layer's RMS gradient exceeds the last's by ``exploding_ratio``
      (1000) (median over the latest ``window`` (0.2) of records);
    - over time: ‖∂L/∂u_0‖ exceeds ‖∂L/∂u_{T−1}‖ by ``time_exploding_ratio`` (1000);
+   - recurrent dynamics (``Monitor(lyapunov_every=...)``): a recurrent module's largest
+     Lyapunov exponent λ₁ exceeds ``lyapunov_exploding`` (0.1) nats per time step, at its
+     latest measurement and as the median over the latest ``window`` of records;
    - over training: the global ‖g‖ grew ``growth_ratio`` (1000)× from the first window to the
      latest; or the global ‖g‖/‖θ‖ exceeds ``relative_grad_high`` (1000);
    - a layer's norm overflowed float32 while max |g| stayed finite.
@@ -69,6 +72,8 @@ on their own; the others are reported.
    - over depth: the first layer's RMS gradient is below ``vanishing_ratio`` (0.001) of the
      largest layer's, at the start of training or recently;
    - over time: ‖∂L/∂u_0‖ is below ``time_vanishing_ratio`` (0.001) of the largest ‖∂L/∂u_t‖;
+   - recurrent dynamics: λ₁ is below −``lyapunov_vanishing`` (1) nats per time step (the
+     memory shrinks by e⁻¹⁰ every 10 steps), latest and median as above;
    - every gradient is exactly zero (recently) — fp16 underflow without loss scaling;
    - an activation module has more than ``saturation_high`` (0.9) of its units saturated
      (σ′ < 1 % of its maximum) or dead; above ``saturation_note`` (0.5) it is a note.

@@ -34,6 +34,8 @@ def for_exploding(f: Facts) -> tuple[Advice, ...]:
     names = ["clip_grad_norm", "lr:lower"]
     if f.sequence:
         names += ["spectral_radius<1", "init:orthogonal"]
+    if f.history.lyapunov:  # the exponents were measured: pushing them toward 0 is the direct fix
+        names += ["flossing"]
     elif _feedforward(f) or f.family == "convolutional":
         names += ["batchnorm", "residual"]
     return advise(names)
@@ -62,6 +64,8 @@ def for_vanishing(f: Facts, *, saturating: bool, dead: str, zeros: bool) -> tupl
         names += ["amp:grad_scaler"]
     if f.sequence:
         names += ["lstm", "init:orthogonal", "pascanu_regularizer"]
+    if f.history.lyapunov:
+        names += ["flossing"]
     if f.family == "transformer" and not f.sequence:
         names += ["layernorm", "lr:lower"]
     if saturating or (_feedforward(f) and not f.history.activations):

@@ -19,6 +19,7 @@ from gradwatch.monitor.verdict.events import (
     saturation_onsets,
     update_ratios,
 )
+from gradwatch.monitor.verdict.lyapunov import lyapunov
 from gradwatch.monitor.verdict.nonfinite import nonfinite, overflow
 from gradwatch.monitor.verdict.size import growth, saturation
 from gradwatch.monitor.verdict.spikes import grad_spikes, loss_spikes
@@ -98,6 +99,7 @@ def verdict(history: History, thresholds: Thresholds | None = None, *, chance_lo
     depth(f, out)
     zero = all_zero(f, out) or zero_prefix(f, out)
     time_steps(f, out)
+    lyapunov(f, out)
     overflow(f, out)
     growth(f, out)
     saturating, dead = saturation(f, out)

@@ -14,7 +14,8 @@ __all__ = ["Thresholds"]
 class Thresholds:
     """The verdict's thresholds; the package docstring states the rule each one belongs to.
 
-    Ratios are dimensionless; ``spike_scale_floor`` is in natural-log units; ``window`` is a
+    Ratios are dimensionless; ``spike_scale_floor`` is in natural-log units; the Lyapunov
+    thresholds are in nats per time step; ``window`` is a
     fraction of the recorded steps; ``spike_window``, ``spike_history``, ``start_records`` and ``clip_window``
     count recorded steps.
 
@@ -50,6 +51,9 @@ class Thresholds:
     chance_ratio: float = 1.5
     clip_saturated_rate: float = 0.95
     clip_window: int = 20
+    # the recurrent dynamics (nats per time step)
+    lyapunov_exploding: float = 0.1
+    lyapunov_vanishing: float = 1.0
 
     def __post_init__(self) -> None:
         owner = "Thresholds"
@@ -68,7 +72,15 @@ class Thresholds:
             "chance_ratio",
         ):
             _checks.interval(getattr(self, name), name, owner, 1, low_open=True)
-        for name in ("relative_grad_high", "update_ratio_high", "spike_z", "spike_scale_floor", "param_rms_floor"):
+        for name in (
+            "relative_grad_high",
+            "update_ratio_high",
+            "spike_z",
+            "spike_scale_floor",
+            "param_rms_floor",
+            "lyapunov_exploding",
+            "lyapunov_vanishing",
+        ):
             _checks.interval(getattr(self, name), name, owner, 0, low_open=True)
         for name in ("saturation_high", "saturation_note", "window", "loss_rising_share", "clip_saturated_rate"):
             _checks.interval(getattr(self, name), name, owner, 0, 1, low_open=True)

@@ -1,0 +1,268 @@
+"""The session finds models and steps in scripts written the way people write them, and stops them."""
+
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gradwatch.diagnose import Session, run_script
+from gradwatch.diagnose.tweaks import LearningRate, RegistryClip, SignSteps
+
+HEADER = """
+import json, sys
+import torch
+from torch import nn
+torch.manual_seed(0)
+X = torch.randn(64, 8)
+Y = torch.randn(64, 1)
+model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 1))
+log = []
+"""
+
+
+def _script(tmp_path: Path, body: str, name: str = "train.py") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(HEADER) + textwrap.dedent(body))
+    return path
+
+
+def test_manual_loop_without_optimizer_is_stepped_per_backward_and_norms_match(tmp_path: Path) -> None:
+    # a loop with no optimizer object: every backward is a step; the monitor's global norm is the script's own
+    script = _script(
+        tmp_path,
+        """
+        for i in range(100):
+            loss = ((model(X) - Y) ** 2).mean()
+            model.zero_grad()
+            loss.backward()
+            norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()]))
+            log.append([loss.item(), norm.item()])
+            for p in model.parameters():
+                p.data.add_(p.grad, alpha=-0.1)
+            json.dump(log, open(sys.argv[1], "w"))
+        """,
+    )
+    out = tmp_path / "log.json"
+    session = Session(max_steps=7)
+    run = run_script(script, [str(out)], session)
+    assert run.ended == "limit" and session.steps == 7
+    (w,) = session.watched
+    assert w.optimizer is None and w.name == "Sequential"
+    truth = np.array(json.loads(out.read_text()))
+    assert truth.shape == (7, 2)  # the 7th update ran, the 8th backward stopped the script
+    np.testing.assert_allclose(w.loss_curve(), truth[:, 0], rtol=1e-6)
+    assert w.history is not None
+    np.testing.assert_allclose(w.history.global_grad_norm, truth[:, 1], rtol=1e-5)
+
+
+def test_optimizer_loop_records_the_norm_before_the_script_clips(tmp_path: Path) -> None:
+    script = _script(
+        tmp_path,
+        """
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        for i in range(50):
+            opt.zero_grad()
+            loss = ((model(X) * 10 - Y) ** 2).mean()
+            loss.backward()
+            log.append(torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1).item())
+            opt.step()
+        json.dump(log, open(sys.argv[1], "w"))
+        """,
+    )
+    out = tmp_path / "log.json"
+    session = Session(max_steps=50)
+    run = run_script(script, [str(out)], session)
+    assert run.ended == "limit"  # stopped right after the 50th step, before the script's dump
+    assert not out.exists()
+    (w,) = session.watched
+    assert isinstance(w.optimizer, torch.optim.SGD) and w.steps == 50
+    assert w.history is not None and w.history.n_steps == 50
+    assert (w.history.global_grad_norm > 0.1).all()  # pre-clip norms, not the clipped 0.1
+
+
+def test_script_that_ends_by_itself_and_lbfgs_closures(tmp_path: Path) -> None:
+    script = _script(
+        tmp_path,
+        """
+        opt = torch.optim.LBFGS(model.parameters(), lr=0.5, max_iter=1)
+        def closure():
+            opt.zero_grad()
+            loss = ((model(X) - Y) ** 2).mean()
+            loss.backward()
+            return loss
+        for i in range(5):
+            opt.step(closure)
+        """,
+    )
+    session = Session(max_steps=100)
+    run = run_script(script, [], session)
+    assert run.ended == "finished" and session.steps == 5
+    (w,) = session.watched
+    assert w.history is not None and w.history.n_steps == 5  # recorded inside the closure
+    assert all(math.isfinite(x) for x in w.loss_curve())
+
+
+def test_seconds_limit_stops_an_endless_loop(tmp_path: Path) -> None:
+    script = _script(
+        tmp_path,
+        """
+        opt = torch.optim.Adam(model.parameters())
+        while True:
+            opt.zero_grad()
+            ((model(X) - Y) ** 2).mean().backward()
+            opt.step()
+        """,
+    )
+    session = Session(max_seconds=0.5)
+    run = run_script(script, [], session)
+    assert run.ended == "limit" and session.steps > 0
+    assert "0.5 s" in (session.stop_reason or "")
+
+
+def test_script_errors_are_results_with_the_scripts_own_traceback(tmp_path: Path) -> None:
+    script = _script(
+        tmp_path,
+        """
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for i in range(10):
+            opt.zero_grad()
+            ((model(X) - Y) ** 2).mean().backward()
+            opt.step()
+            if i == 3:
+                raise ValueError("bad batch 3")
+        """,
+    )
+    session = Session(max_steps=100)
+    run = run_script(script, [], session)
+    assert run.ended == "raised" and run.error == "ValueError: bad batch 3"
+    assert session.steps == 4
+    assert run.traceback is not None
+    lines = run.traceback.splitlines()
+    assert lines[0] == "Traceback (most recent call last):"
+    assert str(script) in lines[1] and "runpy" not in run.traceback and "gradwatch" not in run.traceback
+    assert lines[-1] == "ValueError: bad batch 3"
+
+
+def test_global_state_is_restored_after_a_run(tmp_path: Path) -> None:
+    import sys
+
+    (tmp_path / "helper.py").write_text("COUNT = []\n")
+    script = _script(
+        tmp_path,
+        """
+        import helper
+        helper.COUNT.append(1)
+        assert len(helper.COUNT) == 1, "the script's own module was not imported afresh"
+        torch.set_default_dtype(torch.float64)
+        torch.set_grad_enabled(False)
+        sys.argv.append("junk")
+        """,
+    )
+    argv, dtype = sys.argv[:], torch.get_default_dtype()
+    for _ in range(2):
+        run = run_script(script, [], Session())
+        assert run.ended == "finished", run.error
+    assert sys.argv == argv and torch.get_default_dtype() == dtype and torch.is_grad_enabled()
+    assert "helper" not in sys.modules
+    assert torch.nn.Module.__call__.__name__ == "_wrapped_call_impl"  # the patches are gone
+    assert torch.Tensor.backward.__qualname__ == "Tensor.backward"
+
+
+def test_models_not_trained_and_frozen_modules_are_not_watched(tmp_path: Path) -> None:
+    script = _script(
+        tmp_path,
+        """
+        teacher = nn.Linear(8, 1).requires_grad_(False)
+        loss_fn = nn.MSELoss()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        with torch.no_grad():
+            model(X)  # an evaluation first
+        for i in range(3):
+            opt.zero_grad()
+            loss_fn(model(X), teacher(X)).backward()
+            opt.step()
+        """,
+    )
+    session = Session(max_steps=10)
+    run_script(script, [], session)
+    assert [w.name for w in session.watched] == ["Sequential"]
+
+
+def test_tweaks_act_between_the_reading_and_the_update(tmp_path: Path) -> None:
+    script = _script(
+        tmp_path,
+        """
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+        for i in range(4):
+            opt.zero_grad()
+            ((model(X) * 5 - Y) ** 2).mean().backward()
+            opt.step()
+            sched.step()
+            log.append(opt.param_groups[0]["lr"])
+        json.dump(log, open(sys.argv[1], "w"))
+        """,
+    )
+    out = tmp_path / "lr.json"
+    lr = LearningRate("lr×0.1", "lr:lower", 0.1)
+    clip = RegistryClip("clip", "clip_grad_norm", {"max_norm": 0.05})
+    session = Session(tweaks=[clip, lr])
+    assert run_script(script, [str(out)], session).ended == "finished"
+    assert json.loads(out.read_text()) == [0.05, 0.025, 0.0125, 0.00625]  # the schedule is untouched
+    # the update is lr × 0.1 × the clipped gradient: its size is known exactly
+    (w,) = session.watched
+    assert w.history is not None and (w.history.global_grad_norm > 0.05).all()
+
+
+def test_sign_steps_give_every_entry_the_global_rms() -> None:
+    p = torch.nn.Parameter(torch.zeros(3))
+    q = torch.nn.Parameter(torch.zeros(2))
+    p.grad = torch.tensor([3.0, -4.0, 0.5])
+    q.grad = torch.tensor([-1e-6, 2.0])
+    rms = math.sqrt((9 + 16 + 0.25 + 1e-12 + 4) / 5)
+    SignSteps("sign", "sign_sgd").before_update([p, q], None)
+    torch.testing.assert_close(p.grad, torch.tensor([rms, -rms, rms]))
+    torch.testing.assert_close(q.grad, torch.tensor([-rms, rms]))
+
+
+@pytest.mark.parametrize("factor", [0.3, 0.1])
+def test_learning_rate_without_optimizer_scales_the_gradient(factor: float) -> None:
+    p = torch.nn.Parameter(torch.zeros(2))
+    p.grad = torch.tensor([1.0, -2.0])
+    LearningRate("lr", "lr:lower", factor).before_update([p], None)
+    torch.testing.assert_close(p.grad, torch.tensor([factor, -2 * factor]))
+
+
+def test_mixed_precision_loss_and_norms_are_unscaled(tmp_path: Path) -> None:
+    script = _script(
+        tmp_path,
+        """
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+        for i in range(6):
+            opt.zero_grad()
+            with torch.autocast("cpu", dtype=torch.float16):
+                loss = nn.functional.mse_loss(model(X).float(), Y)
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+            norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()]))
+            log.append([loss.item(), norm.item()])
+            scaler.step(opt)
+            scaler.update()
+        json.dump(log, open(sys.argv[1], "w"))
+        """,
+    )
+    out = tmp_path / "log.json"
+    session = Session()
+    assert run_script(script, [str(out)], session).ended == "finished"
+    truth = np.array(json.loads(out.read_text()))
+    (w,) = session.watched
+    np.testing.assert_allclose(w.loss_curve(), truth[:, 0], rtol=1e-5)
+    assert w.history is not None
+    np.testing.assert_allclose(w.history.global_grad_norm, truth[:, 1], rtol=1e-4)
