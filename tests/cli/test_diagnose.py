@@ -229,3 +229,17 @@ def test_dataloader_workers_started_by_spawn(tmp_path: Path) -> None:
     code, doc, output = _diagnose(tmp_path, str(script), "--steps", "10", "--", "--workers", "2")
     assert code == 0, output
     assert doc["steps"] == 10 and doc["verdict"]["status"] == "healthy"
+
+
+def test_a_syntax_error_is_shown_without_gradwatch_or_runpy_frames(tmp_path: Path) -> None:
+    script = tmp_path / "broken.py"
+    script.write_text("for i in range(3)\n    pass\n")
+    code, doc, output = _diagnose(tmp_path, str(script))
+    assert code == 1 and "SyntaxError" in output and "runpy" not in output and "Traceback" not in output
+    assert doc["error"].startswith("SyntaxError")
+
+
+def test_a_bad_seed_is_one_line(tmp_path: Path) -> None:
+    script = _write(tmp_path, "")
+    result = runner.invoke(app, ["diagnose", str(script), "--seed", "-1", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "--seed must be an integer in [0, 2**32), got -1" in result.output

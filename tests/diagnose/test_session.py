@@ -266,3 +266,182 @@ def test_mixed_precision_loss_and_norms_are_unscaled(tmp_path: Path) -> None:
     np.testing.assert_allclose(w.loss_curve(), truth[:, 0], rtol=1e-5)
     assert w.history is not None
     np.testing.assert_allclose(w.history.global_grad_norm, truth[:, 1], rtol=1e-4)
+
+
+def test_tweaks_act_once_per_step_when_one_optimizer_trains_two_parts(tmp_path: Path) -> None:
+    # encoder and decoder are called separately (two watched models) but share one optimizer:
+    # lr×0.1 must scale the update once, not once per part
+    script = _script(
+        tmp_path,
+        """
+        enc, dec = nn.Linear(8, 4), nn.Linear(4, 1)
+        opt = torch.optim.SGD([*enc.parameters(), *dec.parameters()], lr=0.5)
+        for i in range(3):
+            opt.zero_grad()
+            ((dec(enc(X)) - Y) ** 2).mean().backward()
+            before = enc.weight.detach().clone()
+            grad = enc.weight.grad.clone()
+            opt.step()
+            log.append([(before - enc.weight.detach()).sum().item(), (0.5 * grad).sum().item(), opt.param_groups[0]["lr"]])
+        json.dump(log, open(sys.argv[1], "w"))
+        """,
+    )
+    out = tmp_path / "log.json"
+    session = Session(tweaks=[LearningRate("lr×0.1", "lr:lower", 0.1)])
+    assert run_script(script, [str(out)], session).ended == "finished"
+    assert [w.name for w in session.watched] == ["Linear", "Linear#2"]
+    for step, full, lr in json.loads(out.read_text()):
+        assert step == pytest.approx(0.1 * full, rel=1e-5) and lr == 0.5
+
+
+def test_lbfgs_with_many_evaluations_per_step_keeps_its_learning_rate(tmp_path: Path) -> None:
+    script = _script(
+        tmp_path,
+        """
+        opt = torch.optim.LBFGS(model.parameters(), lr=0.5, max_iter=5)
+        def closure():
+            opt.zero_grad()
+            loss = ((model(X) - Y) ** 2).mean()
+            loss.backward()
+            return loss
+        for i in range(3):
+            opt.step(closure)
+            log.append(opt.param_groups[0]["lr"])
+        json.dump(log, open(sys.argv[1], "w"))
+        """,
+    )
+    out = tmp_path / "lr.json"
+    session = Session(tweaks=[LearningRate("lr×0.1", "lr:lower", 0.1)])
+    assert run_script(script, [str(out)], session).ended == "finished"
+    assert json.loads(out.read_text()) == [0.5, 0.5, 0.5] and session.steps == 3
+
+
+def test_gradient_checkpointing_does_not_make_new_models(tmp_path: Path) -> None:
+    script = _script(
+        tmp_path,
+        """
+        from torch.utils.checkpoint import checkpoint
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.blocks = nn.ModuleList([nn.Sequential(nn.Linear(8, 8), nn.Tanh()) for _ in range(3)])
+                self.head = nn.Linear(8, 1)
+            def forward(self, x):
+                for b in self.blocks:
+                    x = checkpoint(b, x, use_reentrant=False)
+                return self.head(x)
+        net = Net()
+        opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        for i in range(4):
+            opt.zero_grad()
+            ((net(X) - Y) ** 2).mean().backward()
+            opt.step()
+        """,
+    )
+    session = Session()
+    assert run_script(script, [], session).ended == "finished"
+    assert [w.name for w in session.watched] == ["Net"] and session.steps == 4
+
+
+def test_a_backward_that_does_not_reach_a_model_leaves_its_record_alone(tmp_path: Path) -> None:
+    # a GAN in DCGAN order: D's loss on a detached fake does not reach G; G's record is its own gradient
+    script = _script(
+        tmp_path,
+        """
+        G, D = nn.Linear(4, 8), nn.Linear(8, 1)
+        optG, optD = torch.optim.SGD(G.parameters(), lr=0.01), torch.optim.SGD(D.parameters(), lr=0.01)
+        z = torch.randn(16, 4)
+        for i in range(3):
+            fake = G(z)
+            optD.zero_grad()
+            (D(X).mean() - D(fake.detach()).mean()).backward()
+            optD.step()
+            optG.zero_grad()
+            errG = -D(fake).mean()
+            errG.backward()
+            log.append([errG.item(), torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in G.parameters()])).item()])
+            optG.step()
+        json.dump(log, open(sys.argv[1], "w"))
+        """,
+    )
+    out = tmp_path / "g.json"
+    session = Session()
+    assert run_script(script, [str(out)], session).ended == "finished"
+    g = next(w for w in session.watched if w.optimizer is not None and w.name == "Linear")
+    truth = np.array(json.loads(out.read_text()))
+    assert g.history is not None
+    np.testing.assert_allclose(g.history.global_grad_norm, truth[:, 1], rtol=1e-5)
+    np.testing.assert_allclose(g.loss_curve(), truth[:, 0], rtol=1e-6)
+
+
+def test_backward_on_a_non_scalar_is_an_unknown_loss_not_a_nan(tmp_path: Path) -> None:
+    script = _script(
+        tmp_path,
+        """
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        for i in range(5):
+            opt.zero_grad()
+            out = model(X) - Y
+            out.backward(torch.ones_like(out) / out.numel())
+            opt.step()
+        """,
+    )
+    session = Session()
+    assert run_script(script, [], session).ended == "finished"
+    (w,) = session.watched
+    assert w.loss_curve() == [None] * 5
+    assert w.verdict is not None and w.verdict.status != "nonfinite"
+    from gradwatch.diagnose import score
+
+    final, _, _, diverged = score(w.loss_curve())
+    assert math.isnan(final) and diverged is None
+
+
+def test_lazy_modules_are_watched_once_they_have_weights(tmp_path: Path) -> None:
+    script = _script(
+        tmp_path,
+        """
+        lazy = nn.Sequential(nn.LazyLinear(16), nn.ReLU(), nn.Linear(16, 1))
+        lazy(X)  # materializes the weights (under autograd, as a first training forward would)
+        opt = torch.optim.Adam(lazy.parameters())
+        for i in range(3):
+            opt.zero_grad()
+            ((lazy(X) - Y) ** 2).mean().backward()
+            opt.step()
+        """,
+    )
+    session = Session()
+    assert run_script(script, [], session).ended == "finished"
+    assert session.problems == [] and session.steps == 3
+
+
+def test_a_script_that_changes_folder_and_start_method_runs_again(tmp_path: Path) -> None:
+    import multiprocessing
+    import os
+
+    script = _script(
+        tmp_path,
+        """
+        import multiprocessing, os
+        multiprocessing.set_start_method("spawn")
+        os.chdir("/")
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        opt.zero_grad(); ((model(X) - Y) ** 2).mean().backward(); opt.step()
+        """,
+    )
+    cwd, method = os.getcwd(), multiprocessing.get_start_method(allow_none=True)
+    for _ in range(2):
+        run = run_script(script, [], Session())
+        assert run.ended == "finished", run.error
+    assert os.getcwd() == cwd and multiprocessing.get_start_method(allow_none=True) == method
+
+
+def test_modules_of_a_virtualenv_inside_the_script_folder_are_kept() -> None:
+    import types
+
+    from gradwatch.diagnose.script import _own_module
+
+    mine = types.SimpleNamespace(__file__="/proj/helper.py")
+    venv = types.SimpleNamespace(__file__="/proj/.venv/lib/python3.11/site-packages/torchvision/__init__.py")
+    sibling = types.SimpleNamespace(__file__="/projects/other.py")
+    assert _own_module(mine, "/proj") and not _own_module(venv, "/proj") and not _own_module(sibling, "/proj")

@@ -46,12 +46,17 @@ def trials_table(doc: dict[str, Any]) -> Table:
     return table
 
 
+def main_log(result: Diagnosis, out: Path) -> Path:
+    """The JSONL log of the model the verdict is about (``run.jsonl``, ``run-2.jsonl``, …)."""
+    return out / ("run.jsonl" if result.main_model == 0 else f"run-{result.main_model + 1}.jsonl")
+
+
 def write_outputs(result: Diagnosis, out: Path) -> dict[str, Any]:
     """Write ``diagnosis.json`` and ``index.html`` into ``out``; return the JSON document."""
     doc = result.to_json()
     atomic_write_text(out / "diagnosis.json", dump_json(doc, indent=2) + "\n")
     flow = None
-    log = out / "run.jsonl"
+    log = main_log(result, out)
     if log.exists() and log.stat().st_size:
         history = read_jsonl(log)
         if history.n_steps:
@@ -68,7 +73,7 @@ def _print(console: Console, result: Diagnosis, doc: dict[str, Any], out: Path) 
             f"  model {m['name']} ({m['parameters']} parameters), optimizer {m['optimizer'] or 'none (manual update)'}",
             markup=False,
         )
-    log = out / "run.jsonl"
+    log = main_log(result, out)
     if result.verdict is not None and log.exists():
         history = read_jsonl(log)
         if history.n_steps:
@@ -93,6 +98,8 @@ def _print(console: Console, result: Diagnosis, doc: dict[str, Any], out: Path) 
     for c in result.code_changes:
         where = f" — {c.location}: {c.line}" if c.location else ""
         console.print(f"  needs a code change: {c.remedy}{where}", markup=False)
+    for problem in result.problems:
+        console.print(f"  note: {problem}", markup=False)
     console.print(f"wrote {out / 'diagnosis.json'} and {out / 'index.html'}", markup=False)
 
 
@@ -129,6 +136,9 @@ def diagnose_cmd(
     if not script.is_file():
         print_error(f"no such script: {script} (give the path of a Python training script)")
         raise typer.Exit(2)
+    if not 0 <= seed < 2**32:
+        print_error(f"--seed must be an integer in [0, 2**32), got {seed}")
+        raise typer.Exit(2)
     folder = prepare_folder(out)
     console = Console(highlight=False)
     with contextlib.ExitStack() as stack:
@@ -156,6 +166,4 @@ def diagnose_cmd(
         emit_json(doc)
     else:
         _print(console, result, doc, folder)
-    if result.ended == "interrupted":
-        raise typer.Exit(130)
     raise typer.Exit(result.exit_code)

@@ -78,7 +78,7 @@ class Trial:
         remedy: the registry name applied (None for the plain runs).
         params: the remedy's numbers (e.g. ``{"max_norm": 0.42}``).
         steps: training steps done.
-        losses: the loss at every step (NaN where unknown or non-finite).
+        losses: the loss at every step (None where unknown: ``backward`` on a non-scalar).
         status: the verdict's status for the main model ("" when nothing was recorded).
         final_loss: mean loss over the last fifth of the steps (NaN if it diverged).
         final_se: standard error of that mean (step-to-step noise).
@@ -92,7 +92,7 @@ class Trial:
     remedy: str | None
     params: dict[str, float]
     steps: int
-    losses: list[float]
+    losses: list[float | None]
     status: str
     final_loss: float
     final_se: float
@@ -143,7 +143,10 @@ class Diagnosis:
         deterministic: whether two plain runs gave the same losses (None: not checked).
         repeat_difference: |final loss of plain run 1 − plain run 2| (NaN: not checked).
         error, traceback: the script's own failure, if any.
-        exit_code: what the command exits with (0 done, 1 the script raised, 2 nothing trained).
+        exit_code: what the command exits with (0 done, 1 the script raised, 2 nothing trained,
+            130 interrupted).
+        problems: what went wrong on gradwatch's side (a model left unwatched, a script that
+            cannot be run twice in one process).
         main_model: index in ``models`` of the model the verdict is about.
     """
 
@@ -164,6 +167,7 @@ class Diagnosis:
     exit_code: int = 0
     main_model: int = 0
     not_tried: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The ``diagnosis.json`` document (non-finite numbers as null)."""
@@ -183,6 +187,7 @@ class Diagnosis:
                 "recommendation": self.recommendation,
                 "code_changes": [asdict(c) for c in self.code_changes],
                 "not_tried": self.not_tried,
+                "problems": self.problems,
                 "error": self.error,
                 "traceback": self.traceback,
                 "exit_code": self.exit_code,
@@ -201,21 +206,24 @@ def _jsonable(obj: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------- scoring
-def score(losses: Sequence[float]) -> tuple[float, float, float, int | None]:
+def score(losses: Sequence[float | None]) -> tuple[float, float, float, int | None]:
     """(final loss, its standard error, start loss, first diverged step or None) of a loss curve.
 
-    Final and start losses are means over the last and first fifth of the steps (at least
-    one step); a curve with a NaN/Inf diverged at its first such step and its final loss and
-    standard error are NaN. A curve of one step has standard error 0; an empty one, NaN.
+    Final and start losses are means over the last and first fifth of the steps whose loss
+    is known (at least one step); None marks an unknown loss (``backward`` on a non-scalar)
+    and is left out, never counted as a number or as a divergence. A curve with a NaN/Inf
+    diverged at its first such step and its final loss and standard error are NaN. A curve
+    of one known step has standard error 0; one with none, NaN everywhere.
     """
-    a = np.asarray(losses, dtype=float)
+    steps = [i for i, v in enumerate(losses) if v is not None]
+    a = np.asarray([losses[i] for i in steps], dtype=float)
     if a.size == 0:
         return math.nan, math.nan, math.nan, None
     bad = np.flatnonzero(~np.isfinite(a))
     w = max(1, round(a.size * END_FRACTION))
     start = float(a[:w].mean()) if np.isfinite(a[:w]).all() else math.nan
     if bad.size:
-        return math.nan, math.nan, start, int(bad[0])
+        return math.nan, math.nan, start, steps[int(bad[0])]
     tail = a[-w:]
     se = float(tail.std(ddof=1) / math.sqrt(w)) if w > 1 else 0.0
     return float(tail.mean()), se, start, None
@@ -498,23 +506,27 @@ def diagnose(
         quiet_tries: hide what the script prints during the remedy runs (its first run prints as usual).
 
     Returns:
-        the :class:`Diagnosis` (``exit_code`` 2 when no model trained, 1 when the script raised).
+        the :class:`Diagnosis` (``exit_code`` 2 when no model trained, 1 when the script raised,
+        130 when interrupted).
 
     Raises:
-        ConfigError: ``script`` is not a readable ``.py`` file, or ``steps``/``seconds`` out of range.
+        ConfigError: ``script`` is not a file, or ``steps``/``seconds``/``seed`` out of range.
         KeyboardInterrupt: never — an interrupt ends the runs and the partial diagnosis is returned
             (``ended == "interrupted"``).
     """
     path = Path(script)
     if not path.is_file():
         raise ConfigError(f"diagnose: no such script {str(script)!r} (give the path of a Python file).")
+    path = path.resolve()  # the script may change the working folder
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
         raise ConfigError(f"diagnose: steps must be a positive integer, got {steps!r}.")
     if seconds is not None and not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
         raise ConfigError(f"diagnose: seconds must be a positive number, got {seconds!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ConfigError(f"diagnose: seed must be an integer in [0, 2**32), got {seed!r}.")
     if steps is None and seconds is None:
         steps = 200
-    log_dir = Path(out) if out is not None else None
+    log_dir = Path(out).resolve() if out is not None else None
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
     args = list(args)
@@ -523,11 +535,8 @@ def diagnose(
     session = Session(max_steps=steps, max_seconds=seconds, log_dir=log_dir)
     run = run_script(path, args, session, seed=seed)
     main = _main_model(session)
-    exit_code = 0
-    if run.ended == "raised":
-        exit_code = 1
     result = Diagnosis(
-        str(path),
+        str(script),
         args,
         session.steps,
         run.ended,
@@ -537,20 +546,22 @@ def diagnose(
         error=run.error,
         traceback=run.traceback,
         main_model=main,
+        problems=list(session.problems),
     )
+    result.exit_code = {"raised": 1, "interrupted": 130}.get(run.ended, 0)
     if not session.watched or session.steps == 0:
-        result.exit_code = 2 if run.ended != "raised" else 1
-        if run.ended != "raised":
+        if run.ended not in ("raised", "interrupted"):
+            result.exit_code = 2
             result.error = result.error or (
                 "the script never trained a model: no backward() through a module with trainable parameters"
                 if session.backward_calls == 0
                 else "the script called backward() but no module with trainable parameters was called under autograd"
             )
         return result
-    result.exit_code = exit_code
     w = session.watched[main]
     verdict = result.verdict
-    assert verdict is not None and w.history is not None
+    if verdict is None or w.history is None:
+        return result  # the verdict itself failed (see problems)
     cells = [
         n
         for n, role in w.history.roles.items()
@@ -565,25 +576,36 @@ def diagnose(
     result.trials = [plain]
     labels = ["as written (repeat)", *[t.label for t in tries]]
     total = 1 + len(labels)
-    for i, (label, tweak) in enumerate(zip(labels, [None, *tries], strict=True), start=1):
-        report(i, total, label)
-        with contextlib.ExitStack() as stack:
-            if quiet_tries:
-                stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
-                stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
-            again = run_script(path, args, Session(max_steps=n, tweaks=[tweak] if tweak else []), seed=seed)
-        trial = _trial(label, tweak, again, main)
-        result.trials.append(trial)
-        if again.ended == "interrupted":
-            result.ended = "interrupted"
-            break
+    try:
+        for i, (label, tweak) in enumerate(zip(labels, [None, *tries], strict=True), start=1):
+            report(i, total, label)
+            with contextlib.ExitStack() as stack:
+                if quiet_tries:
+                    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+                    stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
+                again = run_script(path, args, Session(max_steps=n, tweaks=[tweak] if tweak else []), seed=seed)
+            trial = _trial(label, tweak, again, main)
+            result.trials.append(trial)
+            if again.ended == "interrupted":
+                result.ended, result.exit_code = "interrupted", 130
+                break
+            if tweak is None and trial.error is not None and plain.error is None:
+                result.problems.append(
+                    f"the script cannot be run twice in one process (its second run failed: {trial.error}); "
+                    "remedies were not compared"
+                )
+                break
+    except KeyboardInterrupt:  # between two runs
+        result.ended, result.exit_code = "interrupted", 130
     repeat = result.trials[1] if len(result.trials) > 1 else None
     if repeat is not None:
         same = len(repeat.losses) == len(plain.losses) and np.array_equal(
-            np.asarray(repeat.losses), np.asarray(plain.losses), equal_nan=True
+            np.asarray(repeat.losses, dtype=float), np.asarray(plain.losses, dtype=float), equal_nan=True
         )
         result.deterministic = bool(same)
         result.repeat_difference = abs(plain.final_loss - repeat.final_loss)
+    if repeat is not None and repeat.error is not None and plain.error is None:
+        return result
     result.recommendation = recommend(plain, repeat, result.trials[2:])
     report(total, total, None)
     return result

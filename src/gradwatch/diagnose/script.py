@@ -6,21 +6,27 @@ arguments), its directory is first on ``sys.path`` (sibling imports work), and D
 workers (forked or spawned: ``sys.modules["__main__"]`` is the script while it runs) work as
 usual. Every RNG (``random``, numpy's global one, torch's) is seeded before each run, so two
 runs of a script that draws from them see the same numbers. What a script changes globally
-(``sys.argv``, ``sys.path``, torch's default dtype, grad mode and thread count, warning
-filters, modules imported from its directory) is put back afterwards, so the next run
-starts the same way.
+(``sys.argv``, ``sys.path``, the working folder, ``sys.stdout``/``sys.stderr``, the
+multiprocessing start method, the SIGINT handler, torch's default dtype, grad mode and
+thread count, warning filters, modules imported from its folder — not a virtualenv inside
+it) is put back afterwards, so the next run starts the same way.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import random
 import runpy
+import signal
 import sys
+import threading
 import time
 import traceback
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,39 +68,67 @@ def seed_everything(seed: int) -> None:
 
 
 def script_traceback(exc: BaseException, script: Path) -> str:
-    """The traceback of ``exc`` as the script's: from its first frame in ``script``, without gradwatch's frames."""
+    """The traceback of ``exc`` as the script's: from its first frame in ``script``, without gradwatch's frames.
+
+    When no frame is the script's (a syntax error: the file never ran), only the exception.
+    """
     frames = traceback.extract_tb(exc.__traceback__)
     name = str(script.resolve())
-    start = next((i for i, f in enumerate(frames) if str(Path(f.filename).resolve()) == name), 0)
+    start = next((i for i, f in enumerate(frames) if str(Path(f.filename).resolve()) == name), None)
+    only = "".join(traceback.format_exception_only(type(exc), exc))
+    if start is None:
+        return only
     kept = [f for f in frames[start:] if not f.filename.startswith(_OURS)]
-    lines = ["Traceback (most recent call last):\n", *traceback.format_list(kept)]
-    lines += traceback.format_exception_only(type(exc), exc)
-    return "".join(lines)
+    return "".join(["Traceback (most recent call last):\n", *traceback.format_list(kept), only])
+
+
+def _own_module(module: object, directory: str) -> bool:
+    """Whether a module was loaded from the script's own folder (not from a virtualenv kept inside it)."""
+    file = getattr(module, "__file__", None) or ""
+    return file.startswith(directory + os.sep) and not any(
+        part in ("site-packages", "dist-packages") for part in Path(file).parts
+    )
 
 
 def run_script(script: Path, args: list[str], session: Session, *, seed: int = 0) -> ScriptRun:
     """Run ``script`` with ``args`` under ``session`` and say how it ended.
 
-    KeyboardInterrupt is caught and reported as ``ended="interrupted"``; every other
-    exception of the script is a result (``"raised"``), never raised from here.
+    KeyboardInterrupt (or Ctrl-C that the script turned into ``sys.exit``, as Lightning does)
+    is reported as ``ended="interrupted"``; every other exception of the script is a result
+    (``"raised"``), never raised from here.
     """
-    saved_argv, saved_path = sys.argv[:], sys.path[:]
+    script = script.resolve()
+    saved_argv, saved_path, saved_cwd = sys.argv[:], sys.path[:], os.getcwd()
+    saved_streams = (sys.stdout, sys.stderr)
     saved_modules = set(sys.modules)
     saved_torch = (torch.get_default_dtype(), torch.is_grad_enabled(), torch.get_num_threads())
-    directory = str(script.resolve().parent)
+    saved_start = multiprocessing.get_start_method(allow_none=True)
+    saved_sigint = signal.getsignal(signal.SIGINT)
+    interrupted = False
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        nonlocal interrupted
+        interrupted = True
+        raise KeyboardInterrupt
+
+    directory = str(script.parent)
     sys.argv = [str(script), *args]
     sys.path.insert(0, directory)
-    seed_everything(seed)
     start = time.perf_counter()
     ended, error, tb, code = "finished", None, None, 0
     try:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, on_sigint)
+        seed_everything(seed)
         with warnings.catch_warnings(), session:
             runpy.run_path(str(script), run_name="__main__")
     except StopScript:
         ended = "limit"
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        if code != 0:
+        if interrupted:
+            ended = "interrupted"
+        elif code != 0:
             ended, error = (
                 "exit",
                 f"the script exited with status {code}"
@@ -103,18 +137,22 @@ def run_script(script: Path, args: list[str], session: Session, *, seed: int = 0
     except KeyboardInterrupt:
         ended = "interrupted"
     except BaseException as e:  # the script's own failure is a result, shown as its own
-        ended, error, tb = (
-            "raised",
-            "".join(traceback.format_exception_only(type(e), e)).strip(),
-            script_traceback(e, script),
-        )
+        error = traceback.format_exception_only(type(e), e)[-1].strip()  # "SyntaxError: …" after its source lines
+        ended, tb = "raised", script_traceback(e, script)
     finally:
         sys.argv[:], sys.path[:] = saved_argv, saved_path
+        sys.stdout, sys.stderr = saved_streams
+        os.chdir(saved_cwd)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, saved_sigint)
+        if multiprocessing.get_start_method(allow_none=True) != saved_start:
+            multiprocessing.set_start_method(saved_start, force=True)
         for name in set(sys.modules) - saved_modules:
-            file = getattr(sys.modules[name], "__file__", None) or ""
-            if file.startswith(directory):
+            if _own_module(sys.modules[name], directory):
                 del sys.modules[name]  # the next run imports the script's own modules afresh
         torch.set_default_dtype(saved_torch[0])
         torch.set_grad_enabled(saved_torch[1])
         torch.set_num_threads(saved_torch[2])
+    if interrupted and ended != "interrupted":
+        ended = "interrupted"
     return ScriptRun(session, ended, time.perf_counter() - start, error, tb, code)

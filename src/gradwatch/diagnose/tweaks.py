@@ -109,6 +109,8 @@ class LearningRate(TweakBase):
             if grads:
                 torch._foreach_mul_(grads, self.factor)
             return
+        if self._saved:
+            return  # already scaled for this step
         self._saved = [g["lr"] for g in optimizer.param_groups]
         for g in optimizer.param_groups:
             g["lr"] = g["lr"] * self.factor
@@ -141,14 +143,15 @@ class Init(TweakBase):
 
     def attach(self, model: nn.Module) -> None:
         fill = INITS[self.name]
-        generator = torch.Generator().manual_seed(0)
         targets = recurrent_modules(model, self.cells) if self.recurrent_only else [model]
         for m in targets:
             if self.name == "forget_bias":
                 if any(isinstance(x, nn.LSTM) for x in m.modules()):
                     fill(m)
-            else:
-                fill(m, generator=generator)
+                continue
+            first = next(m.parameters(), None)
+            device = first.device if first is not None else torch.device("cpu")
+            fill(m, generator=torch.Generator(device=device).manual_seed(0))  # a generator on the weights' device
 
 
 @dataclass
