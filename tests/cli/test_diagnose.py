@@ -69,14 +69,20 @@ def test_manual_sgd_without_optimizer_vanishing(tmp_path: Path) -> None:
     assert {c["remedy"] for c in doc["code_changes"]} == {"batchnorm", "residual"}
 
 
-def test_lightning_script_closure_steps(tmp_path: Path) -> None:
+def test_lightning_script_closure_steps_and_remedies(tmp_path: Path) -> None:
     pytest.importorskip("lightning")
-    code, doc, output = _diagnose(tmp_path, str(EXAMPLES / "lightning_train.py"), "--steps", "20")
+    code, doc, output = _diagnose(tmp_path, str(EXAMPLES / "lightning_train.py"), "--steps", "30", "--try")
     assert code == 0, output
     (model,) = doc["models"]
-    assert model["name"] == "AddingRNN" and model["optimizer"] == "SGD" and model["steps"] == 20
+    assert model["name"] == "AddingRNN" and model["optimizer"] == "SGD" and model["steps"] == 30
     assert doc["verdict"]["status"] in ("exploding", "nonfinite")
     assert "clip_grad_norm" in [a["remedy"] for a in doc["verdict"]["advice"]]
+    plain, repeat, *tried = doc["trials"]
+    assert plain["diverged_at"] is not None and repeat["losses"] == plain["losses"]  # Lightning runs are repeatable
+    rec = doc["recommendation"]
+    chosen = next(t for t in tried if t["label"] == rec["label"])
+    assert rec["remedy"] in ("lr:lower", "agc", "clip_grad_norm")
+    assert chosen["diverged_at"] is None and chosen["status"] == "healthy"
 
 
 def test_hugging_face_trainer_script(tmp_path: Path) -> None:

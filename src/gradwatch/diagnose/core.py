@@ -326,7 +326,7 @@ _CODE_CHANGES = {
     "residual": r"\b(nn\.)?Sequential\(|def forward\(",
     "spectral_radius<1": r"\b(nn\.)?(RNN|GRU|LSTM)\(|weight_hh",
     "pascanu_regularizer": r"\.backward\(",
-    "numerics:guard": r"\b(log|sqrt|rsqrt|exp|pow|div|acos|asin)\(|\*\*|/",
+    "numerics:guard": r"\b(log|sqrt|rsqrt|exp|pow|div|acos|asin)\(|\*\*|(?<!/)/(?![/=])",
     "data:check": r"\bfor .* in .*:|DataLoader\(",
     "amp:grad_scaler": r"\.backward\(|autocast\(",
     "history_compressor": r"\bclass \w+\(",
@@ -418,27 +418,39 @@ def code_changes(
         if pattern is None:
             skipped.append(advice.remedy)
             continue
-        where = _find_line(pattern, model, script, verdict.where)
+        where = _find_line(pattern, model, script, verdict.where, forward_only=advice.remedy in _FORWARD_ONLY)
         changes.append(CodeChange(advice.remedy, advice.reason, *where))
     return changes, skipped
 
 
-def _methods(cls: type) -> list[Any]:
-    """The code objects of a user class's ``forward`` and ``__init__`` (classes of torch itself: none)."""
+#: code changes whose line is only looked for in a module's ``forward`` (arithmetic), never script-wide
+_FORWARD_ONLY = frozenset({"numerics:guard"})
+
+
+def _methods(cls: type, names: Sequence[str] = ("forward", "__init__")) -> list[Any]:
+    """The code objects of a user class's methods ``names`` (classes of torch itself: none)."""
     if cls.__module__.startswith(("torch.", "transformers.", "lightning.")):
         return []
-    functions = [cls.__dict__.get(n) for n in ("forward", "__init__")]
+    functions = [cls.__dict__.get(n) for n in names]
     return [f.__code__ for f in functions if f is not None and hasattr(f, "__code__")]
 
 
 _QUOTES = ('"' * 3, "'" * 3)
 
 
-def _find_line(pattern: str, model: nn.Module, script: Path, where: Sequence[str]) -> tuple[str, str]:
+def _find_line(
+    pattern: str, model: nn.Module, script: Path, where: Sequence[str], *, forward_only: bool = False
+) -> tuple[str, str]:
     """The first line matching ``pattern`` in the forward/__init__ of the modules named in ``where``,
-    then of the model's class, then anywhere in the script (docstrings and comments skipped)."""
+    then of the model's class, then anywhere in the script (docstrings and comments skipped).
+
+    ``forward_only``: look in the ``forward`` methods only, and not script-wide (no line rather
+    than a misleading one).
+    """
     named = dict(model.named_modules())
-    codes = [c for name in where if name in named for c in _methods(type(named[name]))] + _methods(type(model))
+    names = ("forward",) if forward_only else ("forward", "__init__")
+    classes = [type(named[name]) for name in where if name in named] + [type(model)]
+    codes = [c for cls in classes for c in _methods(cls, names)]
     regex = re.compile(pattern)
     for code in codes:
         lines = linecache.getlines(code.co_filename)
@@ -448,6 +460,8 @@ def _find_line(pattern: str, model: nn.Module, script: Path, where: Sequence[str
         for i, line in enumerate(block[1:], start=code.co_firstlineno + 1):  # the body, not the def line
             if regex.search(line) and not line.strip().startswith(("#", *_QUOTES)):
                 return f"{Path(code.co_filename).name}:{i}", line.strip()
+    if forward_only:
+        return "", ""
     in_string = False
     for i, line in enumerate(linecache.getlines(str(script)), 1):
         stripped = line.strip()
