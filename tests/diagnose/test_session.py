@@ -430,10 +430,14 @@ def test_a_script_that_changes_folder_and_start_method_runs_again(tmp_path: Path
         """,
     )
     cwd, method = os.getcwd(), multiprocessing.get_start_method(allow_none=True)
-    for _ in range(2):
-        run = run_script(script, [], Session())
-        assert run.ended == "finished", run.error
-    assert os.getcwd() == cwd and multiprocessing.get_start_method(allow_none=True) == method
+    multiprocessing.set_start_method(None, force=True)  # as in a fresh `gradwatch diagnose` process
+    try:
+        for _ in range(2):
+            run = run_script(script, [], Session())
+            assert run.ended == "finished", run.error
+            assert os.getcwd() == cwd and multiprocessing.get_start_method(allow_none=True) is None
+    finally:
+        multiprocessing.set_start_method(method, force=True)
 
 
 def test_modules_of_a_virtualenv_inside_the_script_folder_are_kept() -> None:
