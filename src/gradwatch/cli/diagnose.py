@@ -26,7 +26,6 @@ from gradwatch.cli.app import emit_json, print_error, stderr
 from gradwatch.cli.show import STATUS_COLOURS
 from gradwatch.cli.watch import render
 from gradwatch.diagnose import Diagnosis, diagnose
-from gradwatch.monitor import read_jsonl
 from gradwatch.monitor.plot import history_figure
 from gradwatch.report.diagnose import diagnosis_page
 
@@ -46,21 +45,12 @@ def trials_table(doc: dict[str, Any]) -> Table:
     return table
 
 
-def main_log(result: Diagnosis, out: Path) -> Path:
-    """The JSONL log of the model the verdict is about (``run.jsonl``, ``run-2.jsonl``, …)."""
-    return out / ("run.jsonl" if result.main_model == 0 else f"run-{result.main_model + 1}.jsonl")
-
-
 def write_outputs(result: Diagnosis, out: Path) -> dict[str, Any]:
     """Write ``diagnosis.json`` and ``index.html`` into ``out``; return the JSON document."""
     doc = result.to_json()
     atomic_write_text(out / "diagnosis.json", dump_json(doc, indent=2) + "\n")
-    flow = None
-    log = main_log(result, out)
-    if log.exists() and log.stat().st_size:
-        history = read_jsonl(log)
-        if history.n_steps:
-            flow = history_figure(history, verdict=result.verdict)
+    history = result.history
+    flow = history_figure(history, verdict=result.verdict) if history is not None and history.n_steps else None
     atomic_write_text(out / "index.html", diagnosis_page(doc, flow))
     return doc
 
@@ -73,11 +63,9 @@ def _print(console: Console, result: Diagnosis, doc: dict[str, Any], out: Path) 
             f"  model {m['name']} ({m['parameters']} parameters), optimizer {m['optimizer'] or 'none (manual update)'}",
             markup=False,
         )
-    log = main_log(result, out)
-    if result.verdict is not None and log.exists():
-        history = read_jsonl(log)
-        if history.n_steps:
-            console.print(render(history, result.verdict, console.width, title="gradient flow"))
+    history = result.history
+    if result.verdict is not None and history is not None and history.n_steps:
+        console.print(render(history, result.verdict, console.width, title="gradient flow"))
     if result.verdict is not None and result.verdict.advice:
         console.print("  advice:", markup=False)
         for a in result.verdict.advice:

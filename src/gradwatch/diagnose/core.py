@@ -47,6 +47,7 @@ from gradwatch.diagnose.tweaks import (
     swappable,
 )
 from gradwatch.errors import ConfigError
+from gradwatch.monitor.history import History
 from gradwatch.monitor.verdict import Verdict
 
 __all__ = [
@@ -147,6 +148,7 @@ class Diagnosis:
             130 interrupted).
         problems: what went wrong on gradwatch's side (a model left unwatched, a script that
             cannot be run twice in one process).
+        history: the main model's recorded history (in memory; not in the JSON document).
         main_model: index in ``models`` of the model the verdict is about.
     """
 
@@ -168,6 +170,7 @@ class Diagnosis:
     main_model: int = 0
     not_tried: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    history: History | None = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         """The ``diagnosis.json`` document (non-finite numbers as null)."""
@@ -561,6 +564,7 @@ def diagnose(
         traceback=run.traceback,
         main_model=main,
         problems=list(session.problems),
+        history=session.watched[main].history if session.watched else None,
     )
     result.exit_code = {"raised": 1, "interrupted": 130}.get(run.ended, 0)
     if not session.watched or session.steps == 0:

@@ -399,7 +399,6 @@ class Session:
         for w in self.watched:
             if not w.reached:
                 continue  # this backward did not reach the model: its record is not touched
-            w.reached = False
             if w.optimizer is not None and id(w.optimizer) in self._stepping:
                 if not w.recorded:  # the first evaluation of the closure in this step (L-BFGS makes several)
                     w.recorded, w.pending_loss = True, loss
@@ -414,7 +413,8 @@ class Session:
                 w.losses.append(loss)
                 manual.append(w)
         if manual:
-            self._tweak(None, [p for w in manual for p in w.params])
+            if self.tweaks:
+                self._tweak(None, [p for w in manual for p in w.params])
             self._check_limits(raise_now=False)
 
     # ------------------------------------------------------------------ limits
