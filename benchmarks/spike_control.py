@@ -36,33 +36,14 @@ def _worker(model_name: str, opt_name: str, remedy: str, blocks: int) -> dict[st
     from torch import nn
 
     sys.path.insert(0, os.path.dirname(__file__))
+    import overhead
     from _paired import paired_blocks, summarize
     from gradwatch.remedies.spike import SkipStepOnSpike, ZClip
 
     torch.set_num_threads(1)
 
     def build() -> tuple[nn.Module, Any, Any]:
-        torch.manual_seed(0)
-        if model_name == "mlp":
-            layers: list[nn.Module] = [nn.Linear(64, 256), nn.Sigmoid()]
-            for _ in range(7):
-                layers += [nn.Linear(256, 256), nn.Sigmoid()]
-            model: nn.Module = nn.Sequential(*layers, nn.Linear(256, 10))
-            x, y = torch.randn(128, 64), torch.randint(0, 10, (128,))
-        else:
-
-            class LSTM(nn.Module):
-                def __init__(self) -> None:
-                    super().__init__()
-                    self.rnn = nn.LSTM(32, 128, batch_first=True)
-                    self.head = nn.Linear(128, 10)
-
-                def forward(self, x: torch.Tensor) -> torch.Tensor:
-                    out: torch.Tensor = self.head(self.rnn(x)[0][:, -1])
-                    return out
-
-            model = LSTM()
-            x, y = torch.randn(32, 100, 32), torch.randint(0, 10, (32,))
+        model, x, y, _ = overhead.build(model_name)  # the models every overhead benchmark prices
         opt = (
             torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
             if opt_name == "sgd"
